@@ -1,0 +1,36 @@
+# The two commands a newcomer needs: `make test` and `make demo`. Everything else is a helper.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv lint typecheck unit test demo bench docs clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --quiet --python $(PY) -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check airflow_fargate config tests benchmarks
+	$(BIN)/ruff format --check airflow_fargate config tests benchmarks
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+test: lint typecheck
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+docs: venv
+	$(PY) -m airflow_fargate.docs README.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build dist

@@ -1,0 +1,129 @@
+"""Thin ECS client: run_task with a clientToken, describe_tasks in batches of 100, stop_task.
+
+Responses are parsed into the typed records of ecs_types; errors propagate to the caller, which
+owns the retry policy (launcher.py) or the decision (executor.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from airflow_fargate.aws_session import AwsTarget
+from airflow_fargate.ecs_types import EcsTaskState, LaunchFailure, LaunchResult
+
+log = logging.getLogger(__name__)
+
+DESCRIBE_BATCH = 100  # ECS DescribeTasks accepts at most 100 task ARNs per call
+# Retries inside botocore are safe for run_task because every call carries a clientToken.
+BOTO_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 3},
+    connect_timeout=5,
+    read_timeout=20,
+    user_agent_extra="airflow-fargate",
+)
+
+
+@dataclass
+class DescribeResult:
+    tasks: dict[str, EcsTaskState] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)  # arn -> failure reason (e.g. MISSING)
+
+
+class EcsClient:
+    """ECS calls the executor makes, against one cluster."""
+
+    def __init__(self, target_factory: Callable[[], AwsTarget], cluster: str) -> None:
+        self._target_factory = target_factory
+        self.cluster = cluster
+        self._client: Any = None
+        self._essential_cache: dict[str, frozenset[str] | None] = {}
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            target = self._target_factory()
+            self._client = target.session.client("ecs", endpoint_url=target.endpoint_url, config=BOTO_CONFIG)
+        return self._client
+
+    def reset(self) -> None:
+        """Drop the client so the next call re-resolves the connection (rotated credentials)."""
+        self._client = None
+
+    def run_task(self, kwargs: dict[str, Any], client_token: str) -> LaunchResult:
+        response = self.client.run_task(**kwargs, clientToken=client_token)
+        tasks = response.get("tasks") or []
+        failures = tuple(
+            LaunchFailure(reason=f.get("reason", "unknown"), detail=f.get("detail"))
+            for f in response.get("failures") or []
+        )
+        return LaunchResult(EcsTaskState.from_api(tasks[0]) if tasks else None, failures)
+
+    def describe_tasks(self, arns: Sequence[str]) -> DescribeResult:
+        result = DescribeResult()
+        for start in range(0, len(arns), DESCRIBE_BATCH):
+            batch = list(arns[start : start + DESCRIBE_BATCH])
+            response = self.client.describe_tasks(cluster=self.cluster, tasks=batch)
+            for task in response.get("tasks") or []:
+                state = EcsTaskState.from_api(task)
+                result.tasks[state.arn] = state
+            for failure in response.get("failures") or []:
+                if failure.get("arn"):
+                    result.missing[failure["arn"]] = failure.get("reason", "MISSING")
+            for arn in batch:  # an ARN in neither list is as good as missing
+                if arn not in result.tasks and arn not in result.missing:
+                    result.missing[arn] = "MISSING"
+        return result
+
+    def stop_task(self, arn: str, reason: str) -> None:
+        self.client.stop_task(cluster=self.cluster, task=arn, reason=reason[:255])
+
+    def essential_containers(self, task_definition_arn: str | None) -> frozenset[str] | None:
+        """Names of the essential containers of a task definition (None = treat all as essential)."""
+        if not task_definition_arn:
+            return None
+        if task_definition_arn not in self._essential_cache:
+            try:
+                definition = self.client.describe_task_definition(taskDefinition=task_definition_arn)["taskDefinition"]
+                self._essential_cache[task_definition_arn] = frozenset(
+                    c["name"] for c in definition.get("containerDefinitions", []) if c.get("essential", True)
+                )
+            except ClientError as err:
+                log.warning(
+                    "Cannot read task definition %s (%s); treating all containers as essential.",
+                    task_definition_arn,
+                    err,
+                )
+                return None
+        return self._essential_cache[task_definition_arn]
+
+    def health_problems(self, task_definition: str | None, container_name: str) -> list[str]:
+        """Credentials work, the cluster is ACTIVE and the task definition has container_name."""
+        problems: list[str] = []
+        try:
+            clusters = self.client.describe_clusters(clusters=[self.cluster])
+        except Exception as err:  # credentials, endpoint, permissions
+            return [f"cannot call ecs:DescribeClusters ({type(err).__name__}: {err})"]
+        active = [c for c in clusters.get("clusters", []) if c.get("status") == "ACTIVE"]
+        if not active:
+            problems.append(f"cluster {self.cluster!r} not found or not ACTIVE")
+        if task_definition:
+            try:
+                definition = self.client.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]
+            except ClientError as err:
+                problems.append(f"task definition {task_definition!r} not found: {err}")
+            else:
+                names = [c.get("name") for c in definition.get("containerDefinitions", [])]
+                if container_name not in names:
+                    problems.append(
+                        f"task definition {task_definition!r} has no container named {container_name!r} "
+                        f"(it has: {', '.join(map(str, names)) or 'none'})"
+                    )
+                if definition.get("status") not in (None, "ACTIVE"):
+                    problems.append(f"task definition {task_definition!r} is {definition.get('status')}")
+        return problems

@@ -1,0 +1,279 @@
+"""FargateExecutor: Airflow glue only. Each Airflow task instance runs as its own ECS task.
+
+Configuration (settings.py) becomes run_task kwargs (run_task.py), launches go through the
+launcher (retry policy), describe results go through the tracker (state mapping), and this class
+turns the verdicts into Airflow events. sync() never raises: one task's problem fails that task.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.executors.base_executor import BaseExecutor
+
+from airflow_fargate.aws_session import aws_target
+from airflow_fargate.compat import command_for_adopted, stats, workload_command
+from airflow_fargate.ecs import EcsClient
+from airflow_fargate.ecs_types import LaunchResult
+from airflow_fargate.errors import FargateConfigError, TaskConfigError
+from airflow_fargate.launcher import Launcher, LaunchRequest, backoff_seconds
+from airflow_fargate.run_task import RunTaskKwargsBuilder
+from airflow_fargate.settings import ExecutorSettings, load_settings
+from airflow_fargate.tracker import Outcome, TrackedTask, Tracker, Verdict
+
+TERMINATE_WAIT_SECONDS = 60.0
+
+
+class FargateExecutor(BaseExecutor):
+    """Runs each Airflow task instance as one ECS task (Fargate, Fargate Spot or EC2)."""
+
+    is_local = False
+    is_production = True
+    serve_logs = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clock = time.monotonic
+
+    # -- wiring (lazy, so processes that only read logs never need full configuration) --
+
+    @cached_property
+    def settings(self) -> ExecutorSettings:
+        return load_settings()
+
+    @cached_property
+    def kwargs_builder(self) -> RunTaskKwargsBuilder:
+        return RunTaskKwargsBuilder(self.settings)
+
+    @cached_property
+    def ecs(self) -> EcsClient:
+        settings = self.settings
+        return EcsClient(lambda: aws_target(settings.aws_conn_id, settings.region_name), settings.cluster)
+
+    @cached_property
+    def tracker(self) -> Tracker:
+        return Tracker(max_launches=self.settings.max_run_task_attempts)
+
+    @cached_property
+    def launcher(self) -> Launcher:
+        return Launcher(self.ecs.run_task)
+
+    # -- lifecycle --
+
+    def start(self) -> None:
+        """Validate configuration and (optionally) AWS reachability before the scheduler runs tasks."""
+        settings = self.settings
+        self.kwargs_builder  # noqa: B018 - builds and validates the configured run_task kwargs
+        if settings.check_health_on_startup:
+            problems = self.ecs.health_problems(settings.task_definition, settings.container_name)
+            if problems:
+                raise FargateConfigError(
+                    "FargateExecutor health check failed (set [aws_ecs_executor] check_health_on_startup = "
+                    "False to skip it): " + "; ".join(problems)
+                )
+            self.log.info("FargateExecutor health check passed for cluster %s.", settings.cluster)
+
+    # -- accepting work --
+
+    def _process_workloads(self, workloads: Sequence[Any]) -> None:
+        """Airflow 3: turn ExecuteTask workloads into container commands."""
+        from airflow.executors.workloads import ExecuteTask
+
+        for workload in workloads:
+            if not isinstance(workload, ExecuteTask):
+                raise RuntimeError(f"{type(self).__name__} cannot run workloads of type {type(workload).__name__}")
+            key = workload.ti.key
+            self.queued_tasks.pop(key, None)
+            self.running.add(key)
+            self._accept(key, workload_command(workload), workload.ti.queue, workload.ti.executor_config)
+
+    def execute_async(
+        self, key: Any, command: Any, queue: str | None = None, executor_config: Any | None = None
+    ) -> None:
+        """Airflow 2: the base class passes an ``airflow tasks run ...`` command list."""
+        self._accept(key, list(command), queue, executor_config)
+
+    def _accept(self, key: Any, command: list[str], queue: str | None, executor_config: Any) -> None:
+        task = TrackedTask(key=key, command=command, executor_config=executor_config, queue=queue)
+        try:
+            self.kwargs_builder.build(command, executor_config)
+        except (TaskConfigError, FargateConfigError) as err:
+            self._fail(task, f"Invalid executor_config: {err}")
+            return
+        self.tracker.add(task)
+
+    # -- the heartbeat --
+
+    def sync(self) -> None:
+        """Poll running ECS tasks, then launch due ones. Never raises into the scheduler loop."""
+        try:
+            self._poll()
+        except Exception:
+            self.log.exception("FargateExecutor: describing ECS tasks failed; will retry next heartbeat.")
+        try:
+            self._launch_due()
+        except Exception:
+            self.log.exception("FargateExecutor: launching ECS tasks failed; will retry next heartbeat.")
+        stats.gauge("fargate.tasks.pending", sum(1 for _ in self.tracker.waiting_for_launch()))
+        stats.gauge("fargate.tasks.running", len(self.tracker.active_arns()))
+
+    def _launch_due(self) -> None:
+        now = self._clock()
+        requests = []
+        for task in self.tracker.due_for_launch(now):
+            try:
+                if task.command is None:  # adopted, and now it must be relaunched
+                    task.command = command_for_adopted(task.ti)
+                kwargs = self.kwargs_builder.build(task.command, task.executor_config)
+            except Exception as err:
+                self._fail(task, f"Cannot build run_task kwargs: {err}")
+                continue
+            requests.append(LaunchRequest(task.key, kwargs, self.tracker.client_token(task.key)))
+        for request, outcome in self.launcher.launch(requests):
+            launched = self.tracker.get(request.key)
+            if launched is None:  # revoked meanwhile
+                continue
+            task = launched
+            if isinstance(outcome, LaunchResult):
+                assert outcome.task is not None
+                self.tracker.record_launch(task.key, outcome.task.arn, now)
+                stats.incr("fargate.run_task.success")
+                self.log.info("Launched %s as ECS task %s (launch %d).", task.key, outcome.task.arn, task.launches)
+                # RUNNING with the ARN as info: the scheduler stores it as external_executor_id.
+                self.running_state(task.key, outcome.task.arn)
+                continue
+            throttled = "throttl" in outcome.reason.lower()
+            stats.incr("fargate.run_task.throttled" if throttled else "fargate.run_task.failure")
+            retry_at = now + backoff_seconds(task.launches + 1) if outcome.retryable else None
+            verdict = self.tracker.record_launch_failure(task.key, outcome.reason, retry_at, outcome.outcome_unknown)
+            if verdict.outcome is Outcome.FAILED:
+                self._fail(task, verdict.reason)
+            else:
+                self.log.warning(
+                    "Launching %s failed (%s); retrying in %.0fs.", task.key, outcome.reason, (retry_at or now) - now
+                )
+
+    def _poll(self) -> None:
+        arns = self.tracker.active_arns()
+        if not arns:
+            return
+        started = time.perf_counter()
+        result = self.ecs.describe_tasks(arns)
+        stats.timing("fargate.describe.latency", (time.perf_counter() - started) * 1000)
+        now = self._clock()
+        for arn, state in result.tasks.items():
+            task = self.tracker.by_arn(arn)
+            if task is None:
+                continue
+            essential = (
+                self.ecs.essential_containers(state.task_definition_arn) if state.last_status == "STOPPED" else None
+            )
+            self._apply(task, self.tracker.observe(state, essential), now)
+        for arn, reason in result.missing.items():
+            task = self.tracker.by_arn(arn)
+            if task is not None:
+                self._apply(task, self.tracker.observe_missing(arn, reason, now), now)
+
+    def _apply(self, task: TrackedTask, verdict: Verdict, now: float) -> None:
+        if verdict.outcome is Outcome.SUCCESS:
+            self.tracker.remove(task.key)
+            self.success(task.key, task.arn)
+        elif verdict.outcome is Outcome.FAILED:
+            self._fail(task, verdict.reason)
+        elif verdict.outcome is Outcome.RELAUNCH:
+            self.log.warning("Relaunching %s (same try, launch %d): %s", task.key, task.launches + 1, verdict.reason)
+            stats.incr("fargate.relaunch")
+            self.tracker.prepare_relaunch(task.key, now + backoff_seconds(task.launches))
+
+    def _fail(self, task: TrackedTask, reason: str) -> None:
+        self.log.error("Task %s failed: %s", task.key, reason)
+        self.tracker.remove(task.key)
+        self.log_task_event(event="fargate task failed", ti_key=task.key, extra=reason)
+        self.fail(task.key, reason)
+
+    # -- shutdown, revoke, adoption --
+
+    def end(self, heartbeat_interval: float = 10) -> None:
+        """Wait for every ECS task this scheduler owns to finish (launching nothing new)."""
+        try:
+            for task in list(self.tracker.waiting_for_launch()):
+                self._fail(task, "Scheduler is shutting down before the task could be launched")
+            while self.tracker.active_arns():
+                self._poll()
+                if self.tracker.active_arns():
+                    time.sleep(heartbeat_interval)
+        except Exception:
+            self.log.exception("FargateExecutor: error while waiting for ECS tasks to finish.")
+        finally:
+            if "launcher" in self.__dict__:
+                self.launcher.shutdown()
+
+    def terminate(self) -> None:
+        """Stop every ECS task this scheduler owns (SIGTERM to the scheduler), then wait briefly."""
+        try:
+            for arn in self.tracker.active_arns():
+                try:
+                    self.ecs.stop_task(arn, "Airflow scheduler received SIGTERM (FargateExecutor.terminate)")
+                except Exception:
+                    self.log.exception("Could not stop ECS task %s", arn)
+            deadline = self._clock() + TERMINATE_WAIT_SECONDS
+            for task in list(self.tracker.waiting_for_launch()):
+                self._fail(task, "Scheduler terminated before the task was launched")
+            while self.tracker.active_arns() and self._clock() < deadline:
+                self._poll()
+                if self.tracker.active_arns():
+                    time.sleep(1)
+        except Exception:
+            self.log.exception("FargateExecutor: error while terminating ECS tasks.")
+        finally:
+            if "launcher" in self.__dict__:
+                self.launcher.shutdown()
+
+    def revoke_task(self, *, ti: Any) -> None:
+        """Stop the task's ECS task and forget it (Airflow's stuck-in-queued handling). Never raises."""
+        task = self.tracker.remove(ti.key)
+        self.running.discard(ti.key)
+        self.queued_tasks.pop(ti.key, None)
+        if task is None or task.arn is None:
+            return
+        try:
+            self.ecs.stop_task(task.arn, "Revoked by Airflow (task stuck in queued)")
+            self.log.info("Revoked %s: stopped ECS task %s", ti.key, task.arn)
+        except Exception:
+            self.log.exception("Could not stop ECS task %s while revoking %s", task.arn, ti.key)
+
+    def try_adopt_task_instances(self, tis: Sequence[Any]) -> Sequence[Any]:
+        """Adopt tasks launched by a dead scheduler: their external_executor_id is the task ARN."""
+        candidates = {ti.external_executor_id: ti for ti in tis if ti.external_executor_id}
+        if not candidates:
+            return list(tis)
+        try:
+            found = self.ecs.describe_tasks(list(candidates)).tasks
+        except Exception:
+            self.log.exception("Could not describe ECS tasks to adopt; leaving them to be reset.")
+            return list(tis)
+        adopted = []
+        for arn in found:
+            ti = candidates[arn]
+            self.tracker.add(
+                TrackedTask(
+                    key=ti.key,
+                    command=None,
+                    executor_config=ti.executor_config,
+                    queue=ti.queue,
+                    launches=1,
+                    arn=arn,
+                    launched_at=self._clock(),
+                    ti=ti,
+                    token_salt=arn,
+                )
+            )
+            self.running.add(ti.key)
+            adopted.append(ti)
+        if adopted:
+            stats.incr("fargate.adopt.count", len(adopted))
+            self.log.info("Adopted %d ECS tasks: %s", len(adopted), ", ".join(str(t.key) for t in adopted))
+        return [ti for ti in tis if ti not in adopted]

@@ -1,0 +1,222 @@
+"""Build and validate the kwargs of one ECS ``run_task`` call.
+
+Precedence, lowest to highest: built-in defaults < [fargate]/[aws_ecs_executor] values (or the
+result of execution_config_function) < run_task_kwargs < the task's executor_config. The command
+always goes to the container named container_name. The result is checked against botocore's own
+RunTaskRequest shape, so a typo fails with the key path instead of a failed API call.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import botocore.session
+from botocore.validate import ParamValidator
+
+from airflow_fargate.compat import import_string
+from airflow_fargate.errors import FargateConfigError, TaskConfigError
+from airflow_fargate.settings import ExecutorSettings, option_label
+
+Builder = Callable[[Sequence[str]], Mapping[str, Any]]
+EXECUTOR_ENV = {"name": "AIRFLOW_IS_EXECUTOR_CONTAINER", "value": "true"}
+SAMPLE_COMMAND = ("airflow", "version")
+# Exclusive pairs: setting one in a higher layer drops the other from lower layers.
+_EXCLUSIVE = {"launchType": "capacityProviderStrategy", "capacityProviderStrategy": "launchType"}
+
+
+@functools.cache
+def _run_task_shape() -> Any:
+    """botocore's input shape of ECS RunTask (loading the model costs ~0.1 s, so once)."""
+    return botocore.session.get_session().get_service_model("ecs").operation_model("RunTask").input_shape
+
+
+def validation_errors(kwargs: Mapping[str, Any]) -> str | None:
+    """botocore's report of what is wrong with these RunTask kwargs, naming key paths; None if valid."""
+    report = ParamValidator().validate(kwargs, _run_task_shape())
+    return report.generate_report() if report.has_errors() else None
+
+
+def _is_named_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(i, dict) and "name" in i for i in value)
+
+
+def deep_merge(base: Any, overlay: Any) -> Any:
+    """Recursive update returning a new value: dicts merge key by key, lists of ``{"name": ...}``
+    items (containerOverrides, environment) merge item by name, everything else is replaced."""
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        merged = {k: copy.deepcopy(v) for k, v in base.items()}
+        for key, value in overlay.items():
+            if key in _EXCLUSIVE and _EXCLUSIVE[key] not in overlay:
+                merged.pop(_EXCLUSIVE[key], None)
+            merged[key] = deep_merge(merged[key], value) if key in merged else copy.deepcopy(value)
+        return merged
+    if _is_named_list(base) and _is_named_list(overlay):
+        merged_items = {item["name"]: copy.deepcopy(item) for item in base}
+        for item in overlay:
+            name = item["name"]
+            merged_items[name] = deep_merge(merged_items[name], item) if name in merged_items else copy.deepcopy(item)
+        return list(merged_items.values())
+    return copy.deepcopy(overlay)
+
+
+def config_layer(settings: ExecutorSettings) -> dict[str, Any]:
+    """run_task kwargs from the section values (the built-in builder)."""
+    kwargs: dict[str, Any] = {
+        "cluster": settings.cluster,
+        "overrides": {"containerOverrides": [{"name": settings.container_name}]},
+    }
+    if settings.task_definition:
+        kwargs["taskDefinition"] = settings.task_definition
+    if settings.launch_type:
+        kwargs["launchType"] = settings.launch_type
+    if settings.capacity_provider_strategy:
+        kwargs["capacityProviderStrategy"] = [dict(item) for item in settings.capacity_provider_strategy]
+    if settings.platform_version:
+        kwargs["platformVersion"] = settings.platform_version
+    vpc: dict[str, Any] = {}
+    if settings.subnets:
+        vpc["subnets"] = list(settings.subnets)
+    if settings.security_groups:
+        vpc["securityGroups"] = list(settings.security_groups)
+    if settings.assign_public_ip is not None:
+        vpc["assignPublicIp"] = "ENABLED" if settings.assign_public_ip else "DISABLED"
+    if vpc:
+        kwargs["networkConfiguration"] = {"awsvpcConfiguration": vpc}
+    return kwargs
+
+
+def apply_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Fill what no layer set: count 1, FARGATE unless a capacity provider strategy is used,
+    platformVersion LATEST for FARGATE only (EC2 rejects a platform version, so drop it)."""
+    kwargs.setdefault("count", 1)
+    if "launchType" not in kwargs and "capacityProviderStrategy" not in kwargs:
+        kwargs["launchType"] = "FARGATE"
+    if kwargs.get("launchType") == "FARGATE":
+        kwargs.setdefault("platformVersion", "LATEST")
+    elif kwargs.get("launchType") in ("EC2", "EXTERNAL"):
+        kwargs.pop("platformVersion", None)
+    return kwargs
+
+
+def load_execution_config_function(path: str) -> Builder:
+    """Import the AIP-29 factory at ``path`` and call it to get ``builder(command) -> kwargs``."""
+    label = option_label("execution_config_function")
+    try:
+        factory = import_string(path)
+    except Exception as err:
+        raise FargateConfigError(f"{label}: cannot import {path!r}: {err}") from None
+    if not callable(factory):
+        raise FargateConfigError(f"{label}: {path!r} is a {type(factory).__name__}, not a zero-argument factory.")
+    try:
+        builder = factory()
+    except Exception as err:
+        raise FargateConfigError(f"{label}: calling {path}() failed: {type(err).__name__}: {err}") from None
+    if not callable(builder):
+        raise FargateConfigError(
+            f"{label}: {path}() must return a function f(command) -> run_task kwargs, got {type(builder).__name__}."
+        )
+    return builder
+
+
+class RunTaskKwargsBuilder:
+    """Turns (command, executor_config) into validated run_task kwargs for one settings object."""
+
+    def __init__(self, settings: ExecutorSettings) -> None:
+        self.settings = settings
+        self._custom: Builder | None = (
+            load_execution_config_function(settings.execution_config_function)
+            if settings.execution_config_function
+            else None
+        )
+        self._static_base = None if self._custom else config_layer(settings)
+        # Fail at scheduler start, not on the first task, if the configured layers are invalid.
+        self.build(list(SAMPLE_COMMAND), None)
+
+    def _base(self, command: Sequence[str]) -> dict[str, Any]:
+        if self._custom is None:
+            assert self._static_base is not None
+            base = copy.deepcopy(self._static_base)
+        else:
+            label = option_label("execution_config_function")
+            try:
+                built: Any = self._custom(list(command))
+            except Exception as err:
+                raise FargateConfigError(f"{label}: the builder raised {type(err).__name__}: {err}") from None
+            if not isinstance(built, Mapping):
+                raise FargateConfigError(
+                    f"{label}: the builder must return a dict of run_task kwargs, got {type(built).__name__}."
+                )
+            base = copy.deepcopy(dict(built))
+        merged: dict[str, Any] = deep_merge(base, dict(self.settings.run_task_kwargs))
+        return merged
+
+    def _check_executor_config(self, executor_config: Any) -> dict[str, Any]:
+        if executor_config is None:
+            return {}
+        if not isinstance(executor_config, Mapping):
+            raise TaskConfigError(
+                f"executor_config must be a dict of ECS run_task kwargs, got {type(executor_config).__name__}."
+            )
+        config = dict(executor_config)
+        if "clientToken" in config:
+            raise TaskConfigError("executor_config may not set clientToken: the executor sets it per try.")
+        overrides = config.get("overrides", {})
+        containers = overrides.get("containerOverrides", []) if isinstance(overrides, Mapping) else []
+        for index, item in enumerate(containers if isinstance(containers, list) else []):
+            if isinstance(item, Mapping) and item.get("name") == self.settings.container_name and "command" in item:
+                raise TaskConfigError(
+                    f"executor_config overrides.containerOverrides[{index}].command: the command of container "
+                    f"{self.settings.container_name!r} is the Airflow task's own and cannot be overridden."
+                )
+        return config
+
+    def _inject_command(self, kwargs: dict[str, Any], command: Sequence[str]) -> None:
+        overrides = kwargs.setdefault("overrides", {})
+        containers = overrides.setdefault("containerOverrides", [])
+        if not isinstance(containers, list):
+            return  # botocore validation reports the wrong type with its path
+        target = next(
+            (c for c in containers if isinstance(c, dict) and c.get("name") == self.settings.container_name), None
+        )
+        if target is None:
+            target = {"name": self.settings.container_name}
+            containers.append(target)
+        target["command"] = list(command)
+        env = target.setdefault("environment", [])
+        if isinstance(env, list) and not any(
+            isinstance(e, dict) and e.get("name") == EXECUTOR_ENV["name"] for e in env
+        ):
+            env.append(dict(EXECUTOR_ENV))
+
+    def build(self, command: Sequence[str], executor_config: Any) -> dict[str, Any]:
+        """Validated kwargs for one task (clientToken excluded: the ECS client adds it).
+
+        Raises FargateConfigError if the configured layers are wrong, TaskConfigError if the
+        task's executor_config is.
+        """
+        base = self._base(command)
+        if "clientToken" in base:
+            raise FargateConfigError(
+                f"{option_label('run_task_kwargs')}: clientToken is set by the executor per try; remove it."
+            )
+        task_layer = self._check_executor_config(executor_config)
+        for layer, name in ((base, "configuration"), (task_layer, "executor_config")):
+            if "launchType" in layer and "capacityProviderStrategy" in layer:
+                error = TaskConfigError if layer is task_layer else FargateConfigError
+                raise error(f"{name} sets both launchType and capacityProviderStrategy; ECS accepts only one.")
+        kwargs = apply_defaults(deep_merge(base, task_layer))
+        self._inject_command(kwargs, command)
+        problems = validation_errors(kwargs)
+        if problems:
+            if task_layer and validation_errors(self._inject_and_default(base, command)) is None:
+                raise TaskConfigError(f"executor_config gives invalid ECS run_task kwargs: {problems}")
+            raise FargateConfigError(f"The configured ECS run_task kwargs are invalid: {problems}")
+        return kwargs
+
+    def _inject_and_default(self, base: dict[str, Any], command: Sequence[str]) -> dict[str, Any]:
+        kwargs = apply_defaults(copy.deepcopy(base))
+        self._inject_command(kwargs, command)
+        return kwargs

@@ -1,0 +1,217 @@
+"""Read ``[aws_ecs_executor]`` and legacy ``[fargate]`` into one validated ExecutorSettings.
+
+Both sections (and their ``AIRFLOW__SECTION__KEY`` env vars) are read through Airflow's ``conf``;
+when both set the same setting the modern section wins and one warning names the conflict.
+Defaults and the key mapping come from the option catalogue, never from literals here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from airflow_fargate.catalogue import options
+from airflow_fargate.errors import FargateConfigError
+
+log = logging.getLogger(__name__)
+
+LAUNCH_TYPES = ("FARGATE", "EC2", "EXTERNAL", "MANAGED_INSTANCES")
+_TRUE = frozenset({"true", "t", "1", "yes", "y", "on", "enabled"})
+_FALSE = frozenset({"false", "f", "0", "no", "n", "off", "disabled"})
+
+
+class ConfigSource(Protocol):
+    """The part of Airflow's ``conf`` we use (lets tests pass a plain parser)."""
+
+    def get(self, section: str, key: str, **kwargs: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """Everything the executor needs from configuration, validated and typed."""
+
+    region_name: str
+    cluster: str
+    container_name: str
+    task_definition: str | None = None
+    launch_type: str | None = None
+    capacity_provider_strategy: tuple[Mapping[str, Any], ...] | None = None
+    platform_version: str | None = None
+    assign_public_ip: bool | None = None
+    security_groups: tuple[str, ...] = ()
+    subnets: tuple[str, ...] = ()
+    aws_conn_id: str | None = "aws_default"
+    run_task_kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    execution_config_function: str | None = None
+    max_run_task_attempts: int = 3
+    check_health_on_startup: bool = True
+    # setting name -> where its value came from, e.g. "[fargate] cluster (env)"
+    sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def option_label(setting: str) -> str:
+    """Every spelling of a setting, for error messages: both sections and their env vars."""
+    spellings = []
+    for opt in options():
+        if opt.setting == setting:
+            env = f"AIRFLOW__{opt.section.upper()}__{opt.name.upper()}"
+            spellings.append(f"[{opt.section}] {opt.name} ({env})")
+    return " or ".join(spellings) if spellings else setting
+
+
+def _source(section: str, key: str, value: str, default: str | None) -> str:
+    """Where a value came from, for `show-config` and messages."""
+    env = f"AIRFLOW__{section.upper()}__{key.upper()}"
+    for suffix in ("", "_CMD", "_SECRET"):
+        if env + suffix in os.environ:
+            return f"[{section}] {key} (env {env + suffix})"
+    if default is not None and value == default:
+        return "default"
+    return f"[{section}] {key} (airflow.cfg)"
+
+
+def _raw_values(conf: ConfigSource) -> tuple[dict[str, str], dict[str, str]]:
+    """Setting name -> raw string and -> source, applying modern-over-legacy precedence.
+
+    Options with a [fargate] twin have no default, so any non-empty value was set by the user;
+    a value equal to the catalogue default loses to any other spelling that differs from it.
+    """
+    candidates: dict[str, list[tuple[str, str, str, str | None]]] = {}
+    for opt in options():  # modern section first, so it wins
+        for name in [opt.name] + (["conn_id"] if opt.name == "aws_conn_id" else []):
+            value = conf.get(opt.section, name, fallback=None)
+            if value is not None and str(value).strip():
+                candidates.setdefault(opt.setting, []).append((opt.section, name, str(value), opt.default))
+    values: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    for setting, found in candidates.items():
+        explicit = [c for c in found if c[3] is None or c[2] != c[3]] or found
+        section, name, value, default = explicit[0]
+        for other_section, other_name, other_value, _ in explicit[1:]:
+            if other_section != section and other_value.strip() != value.strip():
+                log.warning(
+                    "[%s] %s=%r and [%s] %s=%r are both set; using [%s] %s.",
+                    section,
+                    name,
+                    value,
+                    other_section,
+                    other_name,
+                    other_value,
+                    section,
+                    name,
+                )
+        values[setting] = value
+        sources[setting] = _source(section, name, value, default)
+    for opt in options():
+        if opt.setting not in values and opt.default is not None:
+            values[opt.setting] = opt.default
+            sources[opt.setting] = "default"
+    return values, sources
+
+
+def _bool(setting: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise FargateConfigError(f"{option_label(setting)} must be True/False (or ENABLED/DISABLED), got {raw!r}.")
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _json(setting: str, raw: str, expected: type) -> Any:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise FargateConfigError(f"{option_label(setting)} is not valid JSON: {err}. Value: {raw!r}") from None
+    if not isinstance(value, expected):
+        kind = "a JSON object" if expected is dict else "a JSON list"
+        raise FargateConfigError(f"{option_label(setting)} must be {kind}, got {type(value).__name__}.")
+    return value
+
+
+def _capacity_provider_strategy(raw: str) -> tuple[Mapping[str, Any], ...]:
+    items = _json("capacity_provider_strategy", raw, list)
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("capacityProvider"), str):
+            raise FargateConfigError(
+                f"{option_label('capacity_provider_strategy')}: item {index} must be an object with a "
+                f'"capacityProvider" string, e.g. {{"capacityProvider": "FARGATE_SPOT", "weight": 1}}; '
+                f"got {item!r}."
+            )
+    return tuple(MappingProxyType(dict(item)) for item in items)
+
+
+def _positive_int(setting: str, raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise FargateConfigError(f"{option_label(setting)} must be an integer, got {raw!r}.") from None
+    if value < 1:
+        raise FargateConfigError(f"{option_label(setting)} must be at least 1, got {value}.")
+    return value
+
+
+def load_settings(conf: ConfigSource | None = None) -> ExecutorSettings:
+    """Read, merge and validate both sections; raise FargateConfigError naming the bad option."""
+    if conf is None:
+        from airflow.configuration import conf as airflow_conf
+
+        conf = airflow_conf
+    raw, sources = _raw_values(conf)
+    clean = {k: v.strip() for k, v in raw.items()}
+
+    missing = [opt.setting for opt in options() if opt.required and not clean.get(opt.setting)]
+    if missing:
+        raise FargateConfigError(
+            "FargateExecutor is missing required configuration: "
+            + "; ".join(f"set {option_label(name)}" for name in missing)
+            + "."
+        )
+
+    launch_type = clean.get("launch_type") or None
+    if launch_type is not None:
+        launch_type = launch_type.upper()
+        if launch_type not in LAUNCH_TYPES:
+            raise FargateConfigError(
+                f"{option_label('launch_type')} must be one of {', '.join(LAUNCH_TYPES)}, got {raw['launch_type']!r}."
+            )
+    strategy = (
+        _capacity_provider_strategy(clean["capacity_provider_strategy"])
+        if clean.get("capacity_provider_strategy")
+        else None
+    )
+    if launch_type and strategy:
+        raise FargateConfigError(
+            f"{option_label('launch_type')} and {option_label('capacity_provider_strategy')} are "
+            "mutually exclusive (ECS RunTask accepts only one); remove one of them."
+        )
+    run_task_kwargs = _json("run_task_kwargs", clean["run_task_kwargs"], dict) if clean.get("run_task_kwargs") else {}
+    assign_public_ip = _bool("assign_public_ip", clean["assign_public_ip"]) if clean.get("assign_public_ip") else None
+
+    return ExecutorSettings(
+        region_name=clean["region_name"],
+        cluster=clean["cluster"],
+        container_name=clean["container_name"],
+        task_definition=clean.get("task_definition") or None,
+        launch_type=launch_type,
+        capacity_provider_strategy=strategy,
+        platform_version=clean.get("platform_version") or None,
+        assign_public_ip=assign_public_ip,
+        security_groups=_csv(clean.get("security_groups", "")),
+        subnets=_csv(clean.get("subnets", "")),
+        aws_conn_id=clean.get("aws_conn_id") or None,
+        run_task_kwargs=MappingProxyType(run_task_kwargs),
+        execution_config_function=clean.get("execution_config_function") or None,
+        max_run_task_attempts=_positive_int("max_run_task_attempts", clean["max_run_task_attempts"]),
+        check_health_on_startup=_bool("check_health_on_startup", clean["check_health_on_startup"]),
+        sources=MappingProxyType(sources),
+    )

@@ -1,0 +1,237 @@
+"""What the executor knows about each task instance it owns, and what ECS states mean for Airflow.
+
+Pure logic: no boto3, no Airflow session. The executor feeds it ECS states and applies the
+returned Verdicts, so every state-mapping and relaunch-vs-fail rule lives (and is tested) here.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_fargate.ecs_types import EcsTaskState
+
+WAITING_STATUSES = frozenset({"PROVISIONING", "PENDING", "ACTIVATING"})
+# ECS stops that say nothing about the task's own code: launch the same try again.
+RELAUNCH_STOP_CODES = frozenset({"SpotInterruption", "TerminationNotice", "TaskFailedToStart"})
+# Start failures that another launch will not fix (wrong image name, missing permissions).
+PERMANENT_START_ERRORS = (
+    "manifest unknown",
+    "not found",
+    "repository does not exist",
+    "pull access denied",
+    "AccessDenied",
+    "invalid reference format",
+)
+
+
+class Outcome(enum.Enum):
+    """What the executor should do after looking at one task."""
+
+    QUEUED = "queued"  # launched, not running yet: nothing to report
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    RELAUNCH = "relaunch"  # launch the same try again (does not cost an Airflow retry)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome
+    reason: str = ""
+
+
+def client_token(key: Any, launch_attempt: int, salt: str = "") -> str:
+    """Deterministic RunTask clientToken for one launch of one try: a retried API call with the same
+    token never starts a second container. 64 hex chars, the ECS limit."""
+    parts = (key.dag_id, key.task_id, key.run_id, key.map_index, key.try_number, launch_attempt, salt)
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()
+
+
+def _container_summary(state: EcsTaskState) -> str:
+    bits = [f"{c.name} exit {c.exit_code}" + (f" ({c.reason})" if c.reason else "") for c in state.containers]
+    text = f"ECS task {state.arn} stopped: stopCode={state.stop_code}, reason={state.stopped_reason!r}"
+    return text + (f"; containers: {', '.join(bits)}" if bits else "")
+
+
+def _is_permanent_start_error(state: EcsTaskState) -> bool:
+    texts = [state.stopped_reason or ""] + [c.reason or "" for c in state.containers]
+    return any(marker.lower() in text.lower() for text in texts for marker in PERMANENT_START_ERRORS)
+
+
+def classify(state: EcsTaskState, essential: frozenset[str] | None = None) -> Verdict:
+    """Map one ECS task state to what Airflow should see.
+
+    ``essential`` names the task definition's essential containers; None means all are essential.
+    """
+    status = state.last_status
+    if status in WAITING_STATUSES:
+        return Verdict(Outcome.QUEUED)
+    if status != "STOPPED":
+        return Verdict(Outcome.RUNNING)  # RUNNING, DEACTIVATING, STOPPING, DEPROVISIONING
+    watched = [c for c in state.containers if essential is None or c.name in essential]
+    summary = _container_summary(state)
+    if watched and all(c.exit_code == 0 for c in watched):
+        return Verdict(Outcome.SUCCESS, summary)
+    if state.stop_code in RELAUNCH_STOP_CODES and not any(c.exit_code not in (None, 0) for c in watched):
+        if state.stop_code == "TaskFailedToStart" and _is_permanent_start_error(state):
+            return Verdict(Outcome.FAILED, summary + " (a relaunch would fail the same way)")
+        return Verdict(Outcome.RELAUNCH, summary)
+    failed = [c for c in watched if c.exit_code not in (None, 0)]
+    if any("OutOfMemory" in (c.reason or "") for c in state.containers):
+        return Verdict(Outcome.FAILED, "OutOfMemoryError: " + summary)
+    if failed:
+        return Verdict(Outcome.FAILED, summary)
+    return Verdict(Outcome.FAILED, summary + " (no exit code: the container did not finish)")
+
+
+@dataclass
+class TrackedTask:
+    """One try of one task instance, from queueing to its final state."""
+
+    key: Any  # TaskInstanceKey
+    command: list[str] | None  # None for adopted tasks until a relaunch needs it
+    executor_config: Any = None
+    queue: str | None = None
+    launches: int = 0  # run_task calls that returned a task, plus failed launch attempts
+    token_generation: int = 1  # bumped only when the previous clientToken surely started nothing
+    token_salt: str = ""  # adopted tasks: the adopted ARN, so relaunch tokens differ from the dead scheduler's
+    arn: str | None = None
+    next_attempt_at: float = 0.0
+    launched_at: float | None = None
+    missing_since: float | None = None
+    reported_running: bool = False
+    reasons: list[str] = field(default_factory=list)
+    ti: Any = None  # the adopted TaskInstance, to rebuild the command if it must be relaunched
+
+
+class Tracker:
+    """TaskInstanceKey <-> ARN map with launch counts; decides relaunch vs fail."""
+
+    def __init__(self, max_launches: int, missing_grace_seconds: float = 60.0) -> None:
+        self.max_launches = max_launches
+        self.missing_grace_seconds = missing_grace_seconds
+        self._tasks: dict[Any, TrackedTask] = {}
+        self._by_arn: dict[str, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._tasks
+
+    def get(self, key: Any) -> TrackedTask | None:
+        return self._tasks.get(key)
+
+    def by_arn(self, arn: str) -> TrackedTask | None:
+        key = self._by_arn.get(arn)
+        return None if key is None else self._tasks.get(key)
+
+    def add(self, task: TrackedTask) -> None:
+        self._tasks[task.key] = task
+        if task.arn:
+            self._by_arn[task.arn] = task.key
+
+    def remove(self, key: Any) -> TrackedTask | None:
+        task = self._tasks.pop(key, None)
+        if task and task.arn:
+            self._by_arn.pop(task.arn, None)
+        return task
+
+    def due_for_launch(self, now: float) -> list[TrackedTask]:
+        """Tasks without a running ECS task whose back-off has passed, oldest first."""
+        return [t for t in self._tasks.values() if t.arn is None and t.next_attempt_at <= now]
+
+    def waiting_for_launch(self) -> Iterator[TrackedTask]:
+        return (t for t in self._tasks.values() if t.arn is None)
+
+    def launched(self) -> Iterator[TrackedTask]:
+        return (t for t in self._tasks.values() if t.arn is not None)
+
+    def active_arns(self) -> list[str]:
+        return list(self._by_arn)
+
+    def all(self) -> Iterable[TrackedTask]:
+        return list(self._tasks.values())
+
+    def record_launch(self, key: Any, arn: str, now: float) -> None:
+        task = self._tasks[key]
+        task.launches += 1
+        task.arn = arn
+        task.launched_at = now
+        task.missing_since = None
+        self._by_arn[arn] = key
+
+    def client_token(self, key: Any) -> str:
+        task = self._tasks[key]
+        return client_token(task.key, task.token_generation, task.token_salt)
+
+    def record_launch_failure(
+        self, key: Any, reason: str, retry_at: float | None, outcome_unknown: bool = False
+    ) -> Verdict:
+        """A run_task call failed. ``retry_at`` None means the failure is not retryable.
+
+        ``outcome_unknown`` (timeouts, connection errors, 5xx): ECS may have started the task, so
+        the next call reuses the same clientToken and ECS returns that task instead of a second one.
+        """
+        task = self._tasks[key]
+        task.launches += 1
+        task.reasons.append(reason)
+        if not outcome_unknown:
+            task.token_generation += 1
+        if retry_at is None:
+            return Verdict(Outcome.FAILED, f"ECS could not launch the task: {reason}")
+        if task.launches >= self.max_launches:
+            return Verdict(
+                Outcome.FAILED,
+                f"ECS could not launch the task in {task.launches} attempts "
+                f"(max_run_task_attempts={self.max_launches}): " + "; ".join(task.reasons[-3:]),
+            )
+        task.next_attempt_at = retry_at
+        return Verdict(Outcome.QUEUED, reason)
+
+    def observe(self, state: EcsTaskState, essential: frozenset[str] | None = None) -> Verdict:
+        """Apply one describe_tasks result; a RELAUNCH verdict beyond the limit becomes FAILED."""
+        task = self.by_arn(state.arn)
+        if task is None:
+            raise KeyError(state.arn)
+        task.missing_since = None
+        verdict = classify(state, essential)
+        if verdict.outcome is Outcome.RELAUNCH:
+            return self._relaunch_or_fail(task, verdict.reason)
+        return verdict
+
+    def observe_missing(self, arn: str, reason: str, now: float) -> Verdict:
+        """describe_tasks did not find the task: wait out eventual consistency, then relaunch."""
+        task = self.by_arn(arn)
+        if task is None:
+            raise KeyError(arn)
+        if task.missing_since is None:
+            task.missing_since = now
+        if now - task.missing_since < self.missing_grace_seconds:
+            return Verdict(Outcome.QUEUED, reason)
+        return self._relaunch_or_fail(
+            task, f"ECS task {arn} not found by describe_tasks for {now - task.missing_since:.0f}s ({reason})"
+        )
+
+    def _relaunch_or_fail(self, task: TrackedTask, reason: str) -> Verdict:
+        task.reasons.append(reason)
+        if task.launches >= self.max_launches:
+            return Verdict(
+                Outcome.FAILED,
+                f"{reason}; not relaunching: {task.launches} launches reached max_run_task_attempts",
+            )
+        return Verdict(Outcome.RELAUNCH, reason)
+
+    def prepare_relaunch(self, key: Any, retry_at: float) -> None:
+        """Forget the stopped ARN so the task is launched again (with a new clientToken)."""
+        task = self._tasks[key]
+        if task.arn:
+            self._by_arn.pop(task.arn, None)
+        task.arn = None
+        task.launched_at = None
+        task.token_generation += 1
+        task.next_attempt_at = retry_at
