@@ -1,0 +1,33 @@
+"""Shared fixtures. Airflow and AWS are pointed at throwaway places before anything imports them."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+_HOME = tempfile.mkdtemp(prefix="airflow-fargate-tests-")
+os.environ["AIRFLOW_HOME"] = _HOME
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
+os.environ["AIRFLOW__CORE__EXECUTOR"] = "airflow_fargate.FargateExecutor"
+for _name, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}.items():
+    os.environ[_name] = _value
+for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECS"):
+    os.environ.pop(_name, None)
+
+import pytest  # noqa: E402
+
+from tests.helpers import SECTION_PREFIXES  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _clean_executor_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees another test's [fargate]/[aws_ecs_executor] env vars."""
+    for name in list(os.environ):
+        if name.startswith(SECTION_PREFIXES):
+            monkeypatch.delenv(name)

@@ -1,0 +1,127 @@
+"""Builders shared by the tests: config env, Airflow 3 workloads, a moto ECS world."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+
+SECTION_PREFIXES = ("AIRFLOW__FARGATE__", "AIRFLOW__AWS_ECS_EXECUTOR__")
+REGION = "us-east-1"
+CLUSTER = "airflow-tasks"
+FAMILY = "airflow-worker"
+CONTAINER = "base"
+SIDECAR = "log-router"
+
+
+def set_config(monkeypatch: pytest.MonkeyPatch, section: str, **values: Any) -> None:
+    """Set options as AIRFLOW__SECTION__KEY env vars (what most deployments use)."""
+    for key, value in values.items():
+        monkeypatch.setenv(f"AIRFLOW__{section.upper()}__{key.upper()}", str(value))
+
+
+def minimal_config(monkeypatch: pytest.MonkeyPatch, **extra: Any) -> None:
+    values = {
+        "region_name": REGION,
+        "cluster": CLUSTER,
+        "container_name": CONTAINER,
+        "task_definition": FAMILY,
+        "check_health_on_startup": "False",
+    }
+    values.update(extra)
+    set_config(monkeypatch, "aws_ecs_executor", **values)
+
+
+def make_workload(
+    task_id: str = "t1",
+    *,
+    dag_id: str = "dag",
+    run_id: str = "run1",
+    try_number: int = 1,
+    map_index: int = -1,
+    executor_config: dict[str, Any] | None = None,
+) -> Any:
+    from airflow.executors.workloads import ExecuteTask
+    from airflow.executors.workloads.base import BundleInfo
+    from airflow.executors.workloads.task import TaskInstanceDTO
+
+    ti = TaskInstanceDTO(
+        id=uuid.uuid4(),
+        dag_version_id=uuid.uuid4(),
+        task_id=task_id,
+        dag_id=dag_id,
+        run_id=run_id,
+        try_number=try_number,
+        map_index=map_index,
+        pool_slots=1,
+        priority_weight=1,
+        queue="default",
+        executor_config=executor_config,
+    )
+    return ExecuteTask(
+        ti=ti,
+        dag_rel_path="dags/example.py",
+        token="token",
+        log_path=f"dag_id={dag_id}/{task_id}.log",
+        bundle_info=BundleInfo(name="dags-folder"),
+    )
+
+
+@dataclass
+class MotoEcs:
+    """A moto account with a cluster and a task definition, plus handles to steer task state."""
+
+    client: Any
+    subnets: list[str]
+    security_group: str
+
+    def backend(self) -> Any:
+        from airflow_fargate.local.moto_tasks import ecs_backend
+
+        return ecs_backend(REGION)
+
+    def task(self, arn: str) -> Any:
+        from airflow_fargate.local.moto_tasks import find_task, freeze
+
+        task = find_task(self.backend(), arn)
+        assert task is not None, arn
+        if task._transitions:
+            freeze(task)
+        return task
+
+    def set_state(self, arn: str, status: str, **kwargs: Any) -> None:
+        from airflow_fargate.local.moto_tasks import set_state
+
+        set_state(self.task(arn), status, **kwargs)
+
+    def all_task_arns(self) -> list[str]:
+        return [arn for tasks in self.backend().tasks.values() for arn in tasks]
+
+
+@contextmanager
+def moto_ecs() -> Iterator[MotoEcs]:
+    from moto import mock_aws
+
+    with mock_aws():
+        ecs = boto3.client("ecs", region_name=REGION)
+        ec2 = boto3.client("ec2", region_name=REGION)
+        subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
+        group = ec2.describe_security_groups()["SecurityGroups"][0]["GroupId"]
+        ecs.create_cluster(clusterName=CLUSTER)
+        ecs.register_task_definition(
+            family=FAMILY,
+            requiresCompatibilities=["FARGATE"],
+            networkMode="awsvpc",
+            cpu="256",
+            memory="512",
+            containerDefinitions=[
+                {"name": CONTAINER, "image": "apache/airflow:3.3.2", "essential": True},
+                {"name": SIDECAR, "image": "fluent-bit", "essential": False},
+            ],
+        )
+        yield MotoEcs(ecs, subnets, group)

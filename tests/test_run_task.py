@@ -1,0 +1,292 @@
+"""run_task kwargs: the precedence table, execution_config_function, command injection, validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_fargate.errors import FargateConfigError, TaskConfigError
+from airflow_fargate.run_task import RunTaskKwargsBuilder, apply_defaults, deep_merge
+from airflow_fargate.settings import load_settings
+from tests import fixtures_execution_config as fx
+from tests.helpers import minimal_config, set_config
+
+CMD = ["python", "-m", "airflow.sdk.execution_time.execute_workload", "--json-string", '{"a": "b c"}']
+
+
+def builder(monkeypatch, **config) -> RunTaskKwargsBuilder:
+    minimal_config(monkeypatch, **config)
+    return RunTaskKwargsBuilder(load_settings())
+
+
+def container(kwargs, name="base"):
+    return next(c for c in kwargs["overrides"]["containerOverrides"] if c["name"] == name)
+
+
+# ---- defaults ---------------------------------------------------------------------------------
+
+
+def test_defaults_only(monkeypatch):
+    kwargs = builder(monkeypatch).build(CMD, None)
+    assert kwargs["count"] == 1
+    assert kwargs["launchType"] == "FARGATE"
+    assert kwargs["platformVersion"] == "LATEST"
+    assert kwargs["cluster"] == "airflow-tasks"
+    assert kwargs["taskDefinition"] == "airflow-worker"
+    assert "networkConfiguration" not in kwargs
+    assert container(kwargs)["command"] == CMD
+    assert {"name": "AIRFLOW_IS_EXECUTOR_CONTAINER", "value": "true"} in container(kwargs)["environment"]
+
+
+def test_capacity_provider_strategy_suppresses_default_launch_type(monkeypatch):
+    kwargs = builder(monkeypatch, capacity_provider_strategy='[{"capacityProvider": "FARGATE_SPOT"}]').build(CMD, None)
+    assert "launchType" not in kwargs
+    assert "platformVersion" not in kwargs
+    assert kwargs["capacityProviderStrategy"] == [{"capacityProvider": "FARGATE_SPOT"}]
+
+
+def test_ec2_drops_platform_version_and_has_no_network_unless_given(monkeypatch):
+    kwargs = builder(monkeypatch, launch_type="EC2", platform_version="1.4.0").build(CMD, None)
+    assert kwargs["launchType"] == "EC2"
+    assert "platformVersion" not in kwargs
+    assert "networkConfiguration" not in kwargs
+    kwargs = builder(monkeypatch, launch_type="EC2", subnets="subnet-1").build(CMD, None)
+    assert kwargs["networkConfiguration"] == {"awsvpcConfiguration": {"subnets": ["subnet-1"]}}
+
+
+# ---- config values ----------------------------------------------------------------------------
+
+
+def test_network_configuration_from_config(monkeypatch):
+    kwargs = builder(monkeypatch, subnets="s-1,s-2", security_groups="sg-1", assign_public_ip="False").build(CMD, None)
+    assert kwargs["networkConfiguration"] == {
+        "awsvpcConfiguration": {"subnets": ["s-1", "s-2"], "securityGroups": ["sg-1"], "assignPublicIp": "DISABLED"}
+    }
+
+
+def test_legacy_config_values(monkeypatch):
+    set_config(
+        monkeypatch,
+        "fargate",
+        region="us-east-1",
+        cluster="legacy",
+        container_name="base",
+        task_definition="td:2",
+        assign_public_ip="ENABLED",
+        subnets="s-1",
+        platform_version="1.4.0",
+    )
+    kwargs = RunTaskKwargsBuilder(load_settings()).build(CMD, None)
+    assert kwargs["cluster"] == "legacy"
+    assert kwargs["platformVersion"] == "1.4.0"
+    assert kwargs["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "ENABLED"
+
+
+# ---- precedence table ---------------------------------------------------------------------------
+
+RTK = (
+    '{"platformVersion": "1.3.0", "tags": [{"key": "layer", "value": "rtk"}], '
+    '"overrides": {"containerOverrides": [{"name": "base", "memory": 1024, '
+    '"environment": [{"name": "A", "value": "rtk"}, {"name": "B", "value": "rtk"}]}]}}'
+)
+
+
+@pytest.mark.parametrize(
+    ("layers", "field", "expected"),
+    [
+        # field set only by defaults
+        ({}, "platformVersion", "LATEST"),
+        # config beats defaults
+        ({"config": {"platform_version": "1.4.0"}}, "platformVersion", "1.4.0"),
+        # run_task_kwargs beats config
+        ({"config": {"platform_version": "1.4.0"}, "rtk": RTK}, "platformVersion", "1.3.0"),
+        # executor_config beats run_task_kwargs
+        ({"rtk": RTK, "exec": {"platformVersion": "1.2.0"}}, "platformVersion", "1.2.0"),
+        # executor_config beats config when run_task_kwargs is silent
+        ({"config": {"cluster": "c1"}, "exec": {"cluster": "c2"}}, "cluster", "c2"),
+        # lists that are not name-keyed are replaced, not appended
+        ({"rtk": RTK, "exec": {"tags": [{"key": "layer", "value": "exec"}]}}, "tags", [{"key": "layer", "value": "exec"}]),
+    ],
+)
+def test_precedence(monkeypatch, layers, field, expected):
+    config = dict(layers.get("config", {}))
+    if "rtk" in layers:
+        config["run_task_kwargs"] = layers["rtk"]
+    kwargs = builder(monkeypatch, **config).build(CMD, layers.get("exec"))
+    assert kwargs[field] == expected
+
+
+def test_recursive_merge_of_container_overrides_by_name(monkeypatch):
+    b = builder(monkeypatch, run_task_kwargs=RTK)
+    kwargs = b.build(
+        CMD,
+        {
+            "overrides": {
+                "containerOverrides": [
+                    {"name": "base", "cpu": 512, "environment": [{"name": "A", "value": "exec"}]},
+                    {"name": "log-router", "memory": 64},
+                ],
+                "taskRoleArn": "arn:aws:iam::123456789012:role/task",
+            }
+        },
+    )
+    base = container(kwargs)
+    assert base["memory"] == 1024  # from run_task_kwargs, kept
+    assert base["cpu"] == 512  # from executor_config, added
+    env = {e["name"]: e["value"] for e in base["environment"]}
+    assert env == {"A": "exec", "B": "rtk", "AIRFLOW_IS_EXECUTOR_CONTAINER": "true"}
+    assert container(kwargs, "log-router") == {"name": "log-router", "memory": 64}
+    assert kwargs["overrides"]["taskRoleArn"].endswith("role/task")
+    assert base["command"] == CMD
+
+
+def test_executor_config_capacity_provider_replaces_configured_launch_type(monkeypatch):
+    kwargs = builder(monkeypatch, launch_type="FARGATE").build(
+        CMD, {"capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]}
+    )
+    assert "launchType" not in kwargs
+    assert kwargs["capacityProviderStrategy"][0]["capacityProvider"] == "FARGATE_SPOT"
+
+
+def test_executor_config_cannot_set_both_launch_type_and_strategy(monkeypatch):
+    b = builder(monkeypatch)
+    with pytest.raises(TaskConfigError, match="executor_config sets both launchType and capacityProviderStrategy"):
+        b.build(CMD, {"launchType": "EC2", "capacityProviderStrategy": [{"capacityProvider": "X"}]})
+
+
+def test_builds_do_not_leak_into_each_other(monkeypatch):
+    b = builder(monkeypatch, run_task_kwargs=RTK)
+    first = b.build(CMD, {"overrides": {"containerOverrides": [{"name": "base", "cpu": 1}]}})
+    first["overrides"]["containerOverrides"][0]["memory"] = 1
+    second = b.build(["other"], None)
+    assert "cpu" not in container(second)
+    assert container(second)["memory"] == 1024
+    assert container(second)["command"] == ["other"]
+
+
+def test_deep_merge_is_pure():
+    base = {"a": {"b": [1]}, "c": [{"name": "x", "v": 1}]}
+    overlay = {"a": {"d": 2}, "c": [{"name": "x", "w": 2}, {"name": "y"}]}
+    merged = deep_merge(base, overlay)
+    assert merged == {"a": {"b": [1], "d": 2}, "c": [{"name": "x", "v": 1, "w": 2}, {"name": "y"}]}
+    assert base == {"a": {"b": [1]}, "c": [{"name": "x", "v": 1}]}
+    assert apply_defaults({"launchType": "EXTERNAL", "platformVersion": "x"}) == {"launchType": "EXTERNAL", "count": 1}
+
+
+# ---- command injection ----------------------------------------------------------------------------
+
+
+def test_command_goes_to_container_even_if_config_names_other_containers(monkeypatch):
+    rtk = '{"overrides": {"containerOverrides": [{"name": "log-router", "memory": 32}]}}'
+    kwargs = builder(monkeypatch, run_task_kwargs=rtk).build(CMD, None)
+    assert container(kwargs)["command"] == CMD
+    assert "command" not in container(kwargs, "log-router")
+
+
+def test_executor_config_cannot_override_the_airflow_command(monkeypatch):
+    b = builder(monkeypatch)
+    with pytest.raises(TaskConfigError, match=r"containerOverrides\[0\].command.*cannot be overridden"):
+        b.build(CMD, {"overrides": {"containerOverrides": [{"name": "base", "command": ["rm", "-rf"]}]}})
+    # another container's command is the user's business
+    kwargs = b.build(CMD, {"overrides": {"containerOverrides": [{"name": "log-router", "command": ["x"]}]}})
+    assert container(kwargs, "log-router")["command"] == ["x"]
+
+
+def test_client_token_is_reserved(monkeypatch):
+    with pytest.raises(TaskConfigError, match="clientToken"):
+        builder(monkeypatch).build(CMD, {"clientToken": "mine"})
+    minimal_config(monkeypatch, run_task_kwargs='{"clientToken": "mine"}')
+    with pytest.raises(FargateConfigError, match="clientToken"):
+        RunTaskKwargsBuilder(load_settings())
+
+
+# ---- validation -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("executor_config", "message"),
+    [
+        ({"overridez": {}}, r'Unknown parameter in input: "overridez"'),
+        (
+            {"overrides": {"containerOverrides": [{"name": "base", "cpu": "lots"}]}},
+            r"overrides.containerOverrides\[0\].cpu",
+        ),
+        ({"overrides": {"containerOverrides": [{"name": "base", "memroy": 1}]}}, r"overrides.containerOverrides\[0\]: \"memroy\""),
+        ({"count": "one"}, r"Invalid type for parameter count"),
+        ({"networkConfiguration": {"awsvpcConfiguration": {}}}, r"networkConfiguration.awsvpcConfiguration: \"subnets\""),
+        ("not a dict", r"executor_config must be a dict of ECS run_task kwargs, got str"),
+    ],
+)
+def test_bad_executor_config_fails_the_task_with_key_path(monkeypatch, executor_config, message):
+    b = builder(monkeypatch)
+    with pytest.raises(TaskConfigError, match=message):
+        b.build(CMD, executor_config)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"run_task_kwargs": '{"lauchType": "EC2"}'}, r'Unknown parameter in input: "lauchType"'),
+        ({"run_task_kwargs": '{"overrides": {"containerOverrides": {"name": "base"}}}'}, r"overrides.containerOverrides"),
+        ({"security_groups": "sg-1"}, r"networkConfiguration.awsvpcConfiguration: \"subnets\""),
+        ({"run_task_kwargs": '{"launchType": "EC2", "capacityProviderStrategy": [{"capacityProvider": "X"}]}'}, "both launchType"),
+    ],
+)
+def test_bad_configuration_fails_at_start(monkeypatch, config, message):
+    minimal_config(monkeypatch, **config)
+    with pytest.raises(FargateConfigError, match=message):
+        RunTaskKwargsBuilder(load_settings())
+
+
+# ---- execution_config_function ---------------------------------------------------------------------
+
+
+def legacy_builder(monkeypatch, path: str, **config) -> RunTaskKwargsBuilder:
+    set_config(monkeypatch, "fargate", region="us-east-1", cluster="cfg", container_name="base", execution_config_function=path)
+    if config:
+        set_config(monkeypatch, "aws_ecs_executor", **config)
+    return RunTaskKwargsBuilder(load_settings())
+
+
+def test_execution_config_function_replaces_the_base_and_later_layers_apply(monkeypatch):
+    fx.CALLS.clear()
+    b = legacy_builder(
+        monkeypatch,
+        "tests.fixtures_execution_config.good_factory",
+        run_task_kwargs='{"startedBy": "rtk", "overrides": {"containerOverrides": [{"name": "base", "memory": 2048}]}}',
+    )
+    kwargs = b.build(CMD, {"overrides": {"containerOverrides": [{"name": "base", "environment": [{"name": "A", "value": "exec"}]}]}})
+    assert fx.CALLS[-1] == CMD  # the builder sees the task's command
+    assert kwargs["cluster"] == "from-function"  # the function's base replaced the config layer
+    assert kwargs["taskDefinition"] == "fn-td"
+    assert kwargs["startedBy"] == "rtk"  # run_task_kwargs over the function
+    base = container(kwargs)
+    assert (base["cpu"], base["memory"]) == (256, 2048)
+    assert {"name": "A", "value": "exec"} in base["environment"]  # executor_config over both
+    assert base["command"] == CMD
+    assert kwargs["launchType"] == "FARGATE"  # defaults still fill gaps
+
+
+def test_example_execution_config_function_works(monkeypatch):
+    b = legacy_builder(monkeypatch, "airflow_fargate.config.example_execution_config.make_builder", task_definition="td")
+    kwargs = b.build(CMD, None)
+    assert kwargs["cluster"] == "cfg"
+    assert kwargs["taskDefinition"] == "td"
+    assert kwargs["startedBy"] == "airflow-fargate"
+    assert container(kwargs)["command"] == CMD
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("tests.no_such_module.factory", r"execution_config_function .*: cannot import 'tests.no_such_module.factory'"),
+        ("tests.fixtures_execution_config.missing", r"cannot import 'tests.fixtures_execution_config.missing'"),
+        ("tests.fixtures_execution_config.NOT_CALLABLE", r"is a int, not a zero-argument factory"),
+        ("tests.fixtures_execution_config.raising_factory", r"calling .*raising_factory\(\) failed: RuntimeError: no credentials"),
+        ("tests.fixtures_execution_config.returns_non_callable_factory", r"must return a function f\(command\) -> run_task kwargs, got dict"),
+        ("tests.fixtures_execution_config.returns_list_factory", r"the builder must return a dict of run_task kwargs, got list"),
+        ("tests.fixtures_execution_config.builder_raises_factory", r"the builder raised ValueError: cannot build for airflow"),
+    ],
+)
+def test_broken_execution_config_function_fails_at_start(monkeypatch, path, message):
+    with pytest.raises(FargateConfigError, match=message):
+        legacy_builder(monkeypatch, path)

@@ -1,0 +1,173 @@
+"""ECS state -> Airflow state mapping, relaunch vs fail, clientToken stability (pure logic)."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.models.taskinstancekey import TaskInstanceKey
+
+from airflow_fargate.ecs_types import ContainerState, EcsTaskState
+from airflow_fargate.tracker import Outcome, TrackedTask, Tracker, classify, client_token
+
+KEY = TaskInstanceKey("dag", "task", "run", 1, -1)
+ARN = "arn:aws:ecs:us-east-1:123456789012:task/c/abc"
+
+
+def stopped(*containers: tuple[str, int | None, str | None], stop_code="EssentialContainerExited", reason="done"):
+    return EcsTaskState(
+        arn=ARN,
+        last_status="STOPPED",
+        stop_code=stop_code,
+        stopped_reason=reason,
+        containers=tuple(ContainerState(name=n, exit_code=code, reason=r) for n, code, r in containers),
+    )
+
+
+@pytest.mark.parametrize("status", ["PROVISIONING", "PENDING", "ACTIVATING"])
+def test_waiting_statuses_are_queued(status):
+    assert classify(EcsTaskState(ARN, status)).outcome is Outcome.QUEUED
+
+
+@pytest.mark.parametrize("status", ["RUNNING", "DEACTIVATING", "STOPPING", "DEPROVISIONING"])
+def test_started_statuses_are_running(status):
+    assert classify(EcsTaskState(ARN, status)).outcome is Outcome.RUNNING
+
+
+def test_all_essential_exit_zero_is_success():
+    state = stopped(("base", 0, None), ("sidecar", 1, None))
+    assert classify(state, frozenset({"base"})).outcome is Outcome.SUCCESS
+    # with every container essential, the sidecar's exit 1 fails the task
+    assert classify(state, None).outcome is Outcome.FAILED
+
+
+def test_non_zero_exit_is_failed_with_code_and_reason():
+    verdict = classify(stopped(("base", 2, "boom")), frozenset({"base"}))
+    assert verdict.outcome is Outcome.FAILED
+    assert "base exit 2 (boom)" in verdict.reason
+    assert "stopCode=EssentialContainerExited" in verdict.reason
+    assert ARN in verdict.reason
+
+
+def test_out_of_memory_is_named():
+    verdict = classify(stopped(("base", 137, "OutOfMemoryError: Container killed due to memory usage")))
+    assert verdict.outcome is Outcome.FAILED
+    assert verdict.reason.startswith("OutOfMemoryError")
+
+
+@pytest.mark.parametrize("code", ["SpotInterruption", "TerminationNotice", "TaskFailedToStart"])
+def test_platform_stops_relaunch(code):
+    verdict = classify(stopped(("base", None, None), stop_code=code, reason="Your Spot Task was interrupted."))
+    assert verdict.outcome is Outcome.RELAUNCH
+
+
+def test_spot_interruption_after_the_command_finished_is_success():
+    assert classify(stopped(("base", 0, None), stop_code="SpotInterruption")).outcome is Outcome.SUCCESS
+
+
+def test_spot_interruption_with_non_zero_exit_is_relaunched_only_without_exit():
+    assert classify(stopped(("base", 143, None), stop_code="SpotInterruption")).outcome is Outcome.FAILED
+
+
+def test_permanent_start_failure_is_not_relaunched():
+    state = stopped(
+        ("base", None, "CannotPullContainerError: manifest unknown: tag 9.9 not found"),
+        stop_code="TaskFailedToStart",
+        reason="CannotPullContainerError",
+    )
+    verdict = classify(state)
+    assert verdict.outcome is Outcome.FAILED
+    assert "a relaunch would fail the same way" in verdict.reason
+
+
+def test_transient_pull_failure_is_relaunched():
+    state = stopped(
+        ("base", None, "CannotPullContainerError: dial tcp: i/o timeout"),
+        stop_code="TaskFailedToStart",
+        reason="ResourceInitializationError: unable to pull secrets or registry auth",
+    )
+    assert classify(state).outcome is Outcome.RELAUNCH
+
+
+def test_user_stop_without_exit_code_is_failed():
+    verdict = classify(stopped(("base", None, None), stop_code="UserInitiated", reason="Stopped by operator"))
+    assert verdict.outcome is Outcome.FAILED
+    assert "no exit code" in verdict.reason
+
+
+def test_client_token_is_deterministic_and_distinct():
+    assert client_token(KEY, 1) == client_token(TaskInstanceKey("dag", "task", "run", 1, -1), 1)
+    assert len(client_token(KEY, 1)) == 64
+    others = {
+        client_token(KEY, 2),
+        client_token(KEY.with_try_number(2), 1),
+        client_token(TaskInstanceKey("dag", "task", "run", 1, 0), 1),
+        client_token(TaskInstanceKey("dag", "task", "run2", 1, -1), 1),
+        client_token(KEY, 1, salt=ARN),
+    }
+    assert client_token(KEY, 1) not in others
+    assert len(others) == 5
+
+
+def new_tracker(max_launches=3) -> Tracker:
+    tracker = Tracker(max_launches=max_launches, missing_grace_seconds=30)
+    tracker.add(TrackedTask(key=KEY, command=["x"]))
+    return tracker
+
+
+def test_unknown_outcome_keeps_the_token_known_failure_changes_it():
+    tracker = new_tracker(max_launches=5)
+    first = tracker.client_token(KEY)
+    tracker.record_launch_failure(KEY, "ReadTimeout", retry_at=1.0, outcome_unknown=True)
+    assert tracker.client_token(KEY) == first
+    tracker.record_launch_failure(KEY, "RESOURCE:MEMORY", retry_at=2.0)
+    assert tracker.client_token(KEY) != first
+
+
+def test_launch_failures_back_off_then_fail_at_limit():
+    tracker = new_tracker(max_launches=3)
+    assert tracker.record_launch_failure(KEY, "capacity", retry_at=10.0).outcome is Outcome.QUEUED
+    assert tracker.due_for_launch(now=5.0) == []
+    assert [t.key for t in tracker.due_for_launch(now=10.0)] == [KEY]
+    assert tracker.record_launch_failure(KEY, "capacity", retry_at=20.0).outcome is Outcome.QUEUED
+    verdict = tracker.record_launch_failure(KEY, "AGENT", retry_at=30.0)
+    assert verdict.outcome is Outcome.FAILED
+    assert "3 attempts" in verdict.reason and "AGENT" in verdict.reason
+
+
+def test_non_retryable_launch_failure_fails_at_once():
+    tracker = new_tracker()
+    verdict = tracker.record_launch_failure(KEY, "ClusterNotFoundException: Cluster not found.", retry_at=None)
+    assert verdict.outcome is Outcome.FAILED
+    assert "ClusterNotFoundException" in verdict.reason
+
+
+def test_relaunch_counts_against_the_limit_and_gets_a_new_token():
+    tracker = new_tracker(max_launches=2)
+    tracker.record_launch(KEY, ARN, now=0.0)
+    token = tracker.client_token(KEY)
+    spot = stopped(("base", None, None), stop_code="SpotInterruption")
+    assert tracker.observe(spot).outcome is Outcome.RELAUNCH
+    tracker.prepare_relaunch(KEY, retry_at=1.0)
+    assert tracker.active_arns() == []
+    assert tracker.client_token(KEY) != token
+    tracker.record_launch(KEY, ARN + "2", now=2.0)
+    verdict = tracker.observe(EcsTaskState(**{**spot.__dict__, "arn": ARN + "2"}))
+    assert verdict.outcome is Outcome.FAILED
+    assert "max_run_task_attempts" in verdict.reason
+
+
+def test_missing_task_gets_a_grace_period_then_relaunches():
+    tracker = new_tracker()
+    tracker.record_launch(KEY, ARN, now=0.0)
+    assert tracker.observe_missing(ARN, "MISSING", now=100.0).outcome is Outcome.QUEUED
+    assert tracker.observe_missing(ARN, "MISSING", now=120.0).outcome is Outcome.QUEUED
+    verdict = tracker.observe_missing(ARN, "MISSING", now=131.0)
+    assert verdict.outcome is Outcome.RELAUNCH
+    assert "not found by describe_tasks for 31s" in verdict.reason
+
+
+def test_seen_again_resets_missing_clock():
+    tracker = new_tracker()
+    tracker.record_launch(KEY, ARN, now=0.0)
+    tracker.observe_missing(ARN, "MISSING", now=0.0)
+    tracker.observe(EcsTaskState(ARN, "RUNNING"))
+    assert tracker.observe_missing(ARN, "MISSING", now=40.0).outcome is Outcome.QUEUED
