@@ -14,7 +14,9 @@ def good_factory():
             "cluster": "from-function",
             "taskDefinition": "fn-td",
             "startedBy": "fn",
-            "overrides": {"containerOverrides": [{"name": "base", "cpu": 256, "environment": [{"name": "A", "value": "fn"}]}]},
+            "overrides": {
+                "containerOverrides": [{"name": "base", "cpu": 256, "environment": [{"name": "A", "value": "fn"}]}]
+            },
         }
 
     return build

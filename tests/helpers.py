@@ -120,8 +120,8 @@ def moto_ecs() -> Iterator[MotoEcs]:
             cpu="256",
             memory="512",
             containerDefinitions=[
-                {"name": CONTAINER, "image": "apache/airflow:3.3.2", "essential": True},
-                {"name": SIDECAR, "image": "fluent-bit", "essential": False},
+                {"name": CONTAINER, "image": "apache/airflow:3.3.2", "essential": True, "memory": 256},
+                {"name": SIDECAR, "image": "fluent-bit", "essential": False, "memory": 64},
             ],
         )
         yield MotoEcs(ecs, subnets, group)

@@ -13,7 +13,9 @@ from airflow_fargate.launcher import Launcher, LaunchError, LaunchRequest, backo
 
 
 def client_error(code: str, message: str = "msg", status: int = 400) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, "RunTask")
+    return ClientError(
+        {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, "RunTask"
+    )
 
 
 @pytest.mark.parametrize(

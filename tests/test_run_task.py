@@ -104,7 +104,11 @@ RTK = (
         # executor_config beats config when run_task_kwargs is silent
         ({"config": {"cluster": "c1"}, "exec": {"cluster": "c2"}}, "cluster", "c2"),
         # lists that are not name-keyed are replaced, not appended
-        ({"rtk": RTK, "exec": {"tags": [{"key": "layer", "value": "exec"}]}}, "tags", [{"key": "layer", "value": "exec"}]),
+        (
+            {"rtk": RTK, "exec": {"tags": [{"key": "layer", "value": "exec"}]}},
+            "tags",
+            [{"key": "layer", "value": "exec"}],
+        ),
     ],
 )
 def test_precedence(monkeypatch, layers, field, expected):
@@ -210,9 +214,15 @@ def test_client_token_is_reserved(monkeypatch):
             {"overrides": {"containerOverrides": [{"name": "base", "cpu": "lots"}]}},
             r"overrides.containerOverrides\[0\].cpu",
         ),
-        ({"overrides": {"containerOverrides": [{"name": "base", "memroy": 1}]}}, r"overrides.containerOverrides\[0\]: \"memroy\""),
+        (
+            {"overrides": {"containerOverrides": [{"name": "base", "memroy": 1}]}},
+            r"overrides.containerOverrides\[0\]: \"memroy\"",
+        ),
         ({"count": "one"}, r"Invalid type for parameter count"),
-        ({"networkConfiguration": {"awsvpcConfiguration": {}}}, r"networkConfiguration.awsvpcConfiguration: \"subnets\""),
+        (
+            {"networkConfiguration": {"awsvpcConfiguration": {}}},
+            r"networkConfiguration.awsvpcConfiguration: \"subnets\"",
+        ),
         ("not a dict", r"executor_config must be a dict of ECS run_task kwargs, got str"),
     ],
 )
@@ -226,9 +236,15 @@ def test_bad_executor_config_fails_the_task_with_key_path(monkeypatch, executor_
     ("config", "message"),
     [
         ({"run_task_kwargs": '{"lauchType": "EC2"}'}, r'Unknown parameter in input: "lauchType"'),
-        ({"run_task_kwargs": '{"overrides": {"containerOverrides": {"name": "base"}}}'}, r"overrides.containerOverrides"),
+        (
+            {"run_task_kwargs": '{"overrides": {"containerOverrides": {"name": "base"}}}'},
+            r"overrides.containerOverrides",
+        ),
         ({"security_groups": "sg-1"}, r"networkConfiguration.awsvpcConfiguration: \"subnets\""),
-        ({"run_task_kwargs": '{"launchType": "EC2", "capacityProviderStrategy": [{"capacityProvider": "X"}]}'}, "both launchType"),
+        (
+            {"run_task_kwargs": '{"launchType": "EC2", "capacityProviderStrategy": [{"capacityProvider": "X"}]}'},
+            "both launchType",
+        ),
     ],
 )
 def test_bad_configuration_fails_at_start(monkeypatch, config, message):
@@ -241,7 +257,9 @@ def test_bad_configuration_fails_at_start(monkeypatch, config, message):
 
 
 def legacy_builder(monkeypatch, path: str, **config) -> RunTaskKwargsBuilder:
-    set_config(monkeypatch, "fargate", region="us-east-1", cluster="cfg", container_name="base", execution_config_function=path)
+    set_config(
+        monkeypatch, "fargate", region="us-east-1", cluster="cfg", container_name="base", execution_config_function=path
+    )
     if config:
         set_config(monkeypatch, "aws_ecs_executor", **config)
     return RunTaskKwargsBuilder(load_settings())
@@ -254,7 +272,9 @@ def test_execution_config_function_replaces_the_base_and_later_layers_apply(monk
         "tests.fixtures_execution_config.good_factory",
         run_task_kwargs='{"startedBy": "rtk", "overrides": {"containerOverrides": [{"name": "base", "memory": 2048}]}}',
     )
-    kwargs = b.build(CMD, {"overrides": {"containerOverrides": [{"name": "base", "environment": [{"name": "A", "value": "exec"}]}]}})
+    kwargs = b.build(
+        CMD, {"overrides": {"containerOverrides": [{"name": "base", "environment": [{"name": "A", "value": "exec"}]}]}}
+    )
     assert fx.CALLS[-1] == CMD  # the builder sees the task's command
     assert kwargs["cluster"] == "from-function"  # the function's base replaced the config layer
     assert kwargs["taskDefinition"] == "fn-td"
@@ -267,7 +287,9 @@ def test_execution_config_function_replaces_the_base_and_later_layers_apply(monk
 
 
 def test_example_execution_config_function_works(monkeypatch):
-    b = legacy_builder(monkeypatch, "airflow_fargate.config.example_execution_config.make_builder", task_definition="td")
+    b = legacy_builder(
+        monkeypatch, "airflow_fargate.config.example_execution_config.make_builder", task_definition="td"
+    )
     kwargs = b.build(CMD, None)
     assert kwargs["cluster"] == "cfg"
     assert kwargs["taskDefinition"] == "td"
@@ -281,10 +303,22 @@ def test_example_execution_config_function_works(monkeypatch):
         ("tests.no_such_module.factory", r"execution_config_function .*: cannot import 'tests.no_such_module.factory'"),
         ("tests.fixtures_execution_config.missing", r"cannot import 'tests.fixtures_execution_config.missing'"),
         ("tests.fixtures_execution_config.NOT_CALLABLE", r"is a int, not a zero-argument factory"),
-        ("tests.fixtures_execution_config.raising_factory", r"calling .*raising_factory\(\) failed: RuntimeError: no credentials"),
-        ("tests.fixtures_execution_config.returns_non_callable_factory", r"must return a function f\(command\) -> run_task kwargs, got dict"),
-        ("tests.fixtures_execution_config.returns_list_factory", r"the builder must return a dict of run_task kwargs, got list"),
-        ("tests.fixtures_execution_config.builder_raises_factory", r"the builder raised ValueError: cannot build for airflow"),
+        (
+            "tests.fixtures_execution_config.raising_factory",
+            r"calling .*raising_factory\(\) failed: RuntimeError: no credentials",
+        ),
+        (
+            "tests.fixtures_execution_config.returns_non_callable_factory",
+            r"must return a function f\(command\) -> run_task kwargs, got dict",
+        ),
+        (
+            "tests.fixtures_execution_config.returns_list_factory",
+            r"the builder must return a dict of run_task kwargs, got list",
+        ),
+        (
+            "tests.fixtures_execution_config.builder_raises_factory",
+            r"the builder raised ValueError: cannot build for airflow",
+        ),
     ],
 )
 def test_broken_execution_config_function_fails_at_start(monkeypatch, path, message):

@@ -142,7 +142,7 @@ def test_missing_required_option_names_both_spellings(monkeypatch, setting, spel
 
 
 def test_all_missing_reports_all(monkeypatch):
-    with pytest.raises(FargateConfigError, match="cluster.*container_name|region_name.*cluster"):
+    with pytest.raises(FargateConfigError, match=r"cluster.*container_name|region_name.*cluster"):
         load_settings()
 
 

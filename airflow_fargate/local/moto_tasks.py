@@ -1,5 +1,8 @@
 """Set the lifecycle fields of tasks inside moto's ECS backend.
 
+moto has no public API for this, so this module (and only this one) reaches into moto's model
+objects; ruff's private-member rule is disabled for it in ruff.toml.
+
 moto creates tasks already RUNNING, with one container and exit code 0, and never stops them.
 The local runner (and unit tests) use these helpers to move a task through PROVISIONING..STOPPED
 with real exit codes, stopCode and timestamps, so describe_tasks answers like ECS does.
@@ -24,7 +27,7 @@ class MotoContainer:
     name: str
     image: str | None
     last_status: str = "PENDING"
-    exitCode: int | None = None  # noqa: N815 - moto reads this exact attribute name
+    exitCode: int | None = None  # moto reads this exact (camelCase) attribute name
     reason: str | None = None
     health_status: str = "UNKNOWN"
 

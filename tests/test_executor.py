@@ -1,0 +1,381 @@
+"""FargateExecutor against moto's ECS in-process: launch, track, fail, adopt, terminate, revoke."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from airflow.executors.executor_loader import ExecutorLoader
+from airflow.models.taskinstancekey import TaskInstanceKey
+from airflow.utils.state import TaskInstanceState
+from botocore.exceptions import ClientError, ReadTimeoutError
+
+from airflow_fargate.errors import FargateConfigError
+from airflow_fargate.executor import FargateExecutor
+from tests.helpers import CLUSTER, CONTAINER, FAMILY, MotoEcs, make_workload, minimal_config, moto_ecs
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def ecs():
+    with moto_ecs() as world:
+        yield world
+
+
+@pytest.fixture
+def executor(monkeypatch, ecs: MotoEcs) -> FargateExecutor:
+    minimal_config(
+        monkeypatch,
+        check_health_on_startup="True",
+        subnets=",".join(ecs.subnets),
+        security_groups=ecs.security_group,
+    )
+    ex = FargateExecutor()
+    ex._clock = FakeClock()
+    ex.start()
+    return ex
+
+
+def queue(executor: FargateExecutor, *workloads: Any) -> list[TaskInstanceKey]:
+    for workload in workloads:
+        executor.queue_workload(workload, session=None)
+    return [w.ti.key for w in workloads]
+
+
+def calls(executor: FargateExecutor, operation: str) -> list[dict[str, Any]]:
+    """Record the params of every ``operation`` call the executor's ECS client makes from now on."""
+    seen: list[dict[str, Any]] = []
+
+    def hook(params, **_):
+        seen.append(dict(params))
+
+    executor.ecs.client.meta.events.register(f"provide-client-params.ecs.{operation}", hook)
+    return seen
+
+
+def events(executor: FargateExecutor) -> dict[TaskInstanceKey, tuple[Any, Any]]:
+    return executor.get_event_buffer()
+
+
+# ---- loading and start ----------------------------------------------------------------------------
+
+
+def test_loaded_by_the_user_facing_string(monkeypatch, ecs):
+    minimal_config(monkeypatch)
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "airflow_fargate.FargateExecutor")
+    executor = ExecutorLoader.load_executor("airflow_fargate.FargateExecutor")
+    assert isinstance(executor, FargateExecutor)
+    executor.start()
+    assert executor.settings.cluster == CLUSTER
+
+
+def test_start_fails_on_missing_config(monkeypatch):
+    with pytest.raises(FargateConfigError, match=r"missing required configuration.*\[aws_ecs_executor\] cluster"):
+        FargateExecutor().start()
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"cluster": "nope"}, "cluster 'nope' not found or not ACTIVE"),
+        ({"container_name": "worker"}, "has no container named 'worker' (it has: base, log-router)"),
+        ({"task_definition": "ghost"}, "task definition 'ghost' not found"),
+    ],
+)
+def test_health_check_fails_fast_with_a_readable_message(monkeypatch, ecs, config, message):
+    minimal_config(monkeypatch, check_health_on_startup="True", **config)
+    with pytest.raises(FargateConfigError, match="FargateExecutor health check failed") as err:
+        FargateExecutor().start()
+    assert message in str(err.value)
+
+
+def test_health_check_can_be_disabled(monkeypatch, ecs):
+    minimal_config(monkeypatch, check_health_on_startup="False", cluster="nope")
+    FargateExecutor().start()
+
+
+# ---- launch and track -----------------------------------------------------------------------------
+
+
+def test_launches_the_workload_command_into_the_container(executor, ecs):
+    workload = make_workload(
+        "hello",
+        executor_config={
+            "overrides": {
+                "containerOverrides": [{"name": CONTAINER, "environment": [{"name": "GREETING", "value": "hi"}]}]
+            }
+        },
+    )
+    (key,) = queue(executor, workload)
+    run_calls = calls(executor, "RunTask")
+    executor.heartbeat()
+    assert len(run_calls) == 1
+    sent = run_calls[0]
+    override = sent["overrides"]["containerOverrides"][0]
+    assert override["name"] == CONTAINER
+    assert override["command"][:4] == ["python", "-m", "airflow.sdk.execution_time.execute_workload", "--json-string"]
+    assert make_workload().__class__.model_validate_json(override["command"][4]).ti.task_id == "hello"
+    assert {"name": "GREETING", "value": "hi"} in override["environment"]
+    assert sent["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == ecs.subnets
+    assert len(sent["clientToken"]) == 64
+    state, arn = events(executor)[key]
+    assert state == TaskInstanceState.RUNNING
+    assert arn == ecs.all_task_arns()[0]
+    assert key in executor.running
+    assert key not in executor.queued_tasks
+
+
+@pytest.mark.parametrize(
+    ("exit_codes", "stop_code", "expected"),
+    [
+        ({"base": 0, "log-router": None}, "EssentialContainerExited", TaskInstanceState.SUCCESS),
+        ({"base": 0, "log-router": 1}, "EssentialContainerExited", TaskInstanceState.SUCCESS),  # non-essential
+        ({"base": 3, "log-router": 0}, "EssentialContainerExited", TaskInstanceState.FAILED),
+    ],
+)
+def test_final_states(executor, ecs, exit_codes, stop_code, expected):
+    (key,) = queue(executor, make_workload())
+    executor.heartbeat()
+    events(executor)
+    (arn,) = ecs.all_task_arns()
+    for status in ("PROVISIONING", "PENDING", "RUNNING"):
+        ecs.set_state(arn, status)
+        executor.heartbeat()
+        assert events(executor) == {}
+        assert key in executor.running
+    ecs.set_state(arn, "STOPPED", exit_codes=exit_codes, stop_code=stop_code)
+    executor.heartbeat()
+    state, info = events(executor)[key]
+    assert state == expected
+    assert key not in executor.running
+    if expected == TaskInstanceState.FAILED:
+        assert "base exit 3" in info
+        assert "fargate task failed" in [log.event for log in executor._task_event_logs]
+    executor.heartbeat()
+    assert events(executor) == {}  # reported once, then forgotten
+
+
+def test_describe_is_batched_by_100(executor, ecs):
+    executor.parallelism = 500
+    keys = queue(executor, *[make_workload(f"t{i}") for i in range(250)])
+    executor.heartbeat()
+    assert len(ecs.all_task_arns()) == 250
+    describe_calls = calls(executor, "DescribeTasks")
+    executor.heartbeat()
+    assert sorted(len(c["tasks"]) for c in describe_calls) == [50, 100, 100]
+    assert all(k in executor.running for k in keys)
+
+
+def test_invalid_executor_config_fails_only_that_task(executor, ecs):
+    good, bad = queue(
+        executor,
+        make_workload("good"),
+        make_workload(
+            "bad", executor_config={"overrides": {"containerOverrides": [{"name": CONTAINER, "cpu": "lots"}]}}
+        ),
+    )
+    executor.heartbeat()
+    buffer = events(executor)
+    assert buffer[good][0] == TaskInstanceState.RUNNING
+    state, reason = buffer[bad]
+    assert state == TaskInstanceState.FAILED
+    assert "Invalid executor_config" in reason and "overrides.containerOverrides[0].cpu" in reason
+    assert len(ecs.all_task_arns()) == 1
+
+
+def test_sync_survives_describe_errors(executor, ecs, monkeypatch, capfd):
+    (key,) = queue(executor, make_workload())
+    executor.heartbeat()
+
+    def broken(arns):
+        raise ClientError({"Error": {"Code": "ServerException", "Message": "down"}}, "DescribeTasks")
+
+    monkeypatch.setattr(executor.ecs, "describe_tasks", broken)
+    executor.heartbeat()
+    assert "describing ECS tasks failed" in capfd.readouterr().out
+    assert key in executor.running
+
+
+# ---- launch retries and clientToken ------------------------------------------------------------------
+
+
+def failing_run_task(executor, monkeypatch, errors: list[Exception]):
+    real = executor.ecs.run_task
+    tokens: list[str] = []
+
+    def run_task(kwargs, client_token):
+        tokens.append(client_token)
+        if errors:
+            raise errors.pop(0)
+        return real(kwargs, client_token)
+
+    monkeypatch.setattr(executor.ecs, "run_task", run_task)
+    executor.__dict__.pop("launcher", None)  # rebuild the launcher around the patched call
+    return tokens
+
+
+def test_transient_failures_back_off_and_keep_the_token_when_outcome_unknown(executor, ecs, monkeypatch):
+    throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "RunTask")
+    tokens = failing_run_task(executor, monkeypatch, [ReadTimeoutError(endpoint_url="x"), throttled])
+    (key,) = queue(executor, make_workload())
+    executor.heartbeat()  # read timeout: ECS may have started it
+    assert events(executor) == {}
+    executor.heartbeat()  # still backing off: no call
+    assert len(tokens) == 1
+    executor._clock.now += 10
+    executor.heartbeat()  # throttled
+    assert tokens[1] == tokens[0]  # same clientToken after an unknown outcome
+    executor._clock.now += 10
+    executor.heartbeat()  # succeeds
+    assert tokens[2] != tokens[1]  # throttling surely started nothing: new token
+    assert events(executor)[key][0] == TaskInstanceState.RUNNING
+    assert len(ecs.all_task_arns()) == 1
+
+
+def test_launch_fails_after_max_run_task_attempts(executor, ecs, monkeypatch):
+    no_capacity = [
+        ClientError({"Error": {"Code": "ServerException", "Message": "Capacity is unavailable"}}, "RunTask")
+    ] * 3
+    tokens = failing_run_task(executor, monkeypatch, list(no_capacity))
+    (key,) = queue(executor, make_workload())
+    for _ in range(3):
+        executor.heartbeat()
+        executor._clock.now += 1000
+    state, reason = events(executor)[key]
+    assert state == TaskInstanceState.FAILED
+    assert "3 attempts" in reason and "Capacity is unavailable" in reason
+    assert len(tokens) == 3
+    assert key not in executor.running
+
+
+def test_non_retryable_launch_error_fails_at_once(executor, ecs, monkeypatch):
+    denied = ClientError(
+        {"Error": {"Code": "AccessDeniedException", "Message": "not authorized to perform: ecs:RunTask"}}, "RunTask"
+    )
+    failing_run_task(executor, monkeypatch, [denied])
+    (key,) = queue(executor, make_workload())
+    executor.heartbeat()
+    state, reason = events(executor)[key]
+    assert state == TaskInstanceState.FAILED
+    assert "not authorized to perform: ecs:RunTask" in reason
+
+
+def test_client_token_is_stable_for_a_try_and_differs_between_tries(executor, ecs):
+    seen = calls(executor, "RunTask")
+    queue(executor, make_workload("a", try_number=1))
+    executor.heartbeat()
+    other = FargateExecutor()
+    other._clock = FakeClock()
+    other.ecs.client.meta.events.register("provide-client-params.ecs.RunTask", lambda params, **_: seen.append(params))
+    queue(other, make_workload("a", try_number=1), make_workload("a", run_id="run2"))
+    other.heartbeat()
+    queue(executor, make_workload("a", try_number=2))
+    executor.heartbeat()
+    tokens = [c["clientToken"] for c in seen]
+    assert tokens[0] == tokens[1]  # same try, same launch: same token, even from another scheduler
+    assert len(set(tokens)) == 3
+
+
+def test_spot_interruption_relaunches_the_same_try(executor, ecs):
+    (key,) = queue(executor, make_workload())
+    executor.heartbeat()
+    events(executor)
+    (first,) = ecs.all_task_arns()
+    ecs.set_state(first, "STOPPED", stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted.")
+    executor.heartbeat()
+    assert events(executor) == {}
+    executor._clock.now += 1000
+    executor.heartbeat()
+    (second,) = set(ecs.all_task_arns()) - {first}
+    assert events(executor)[key] == (TaskInstanceState.RUNNING, second)
+    ecs.set_state(second, "STOPPED", exit_codes={"base": 0})
+    executor.heartbeat()
+    assert events(executor)[key][0] == TaskInstanceState.SUCCESS
+
+
+# ---- adoption, revoke, terminate, end ----------------------------------------------------------------
+
+
+def test_adopts_tasks_by_external_executor_id(executor, ecs):
+    keys = queue(executor, make_workload("a"), make_workload("b"))
+    executor.heartbeat()
+    arns = {key: arn for key, (_, arn) in events(executor).items()}
+    # the scheduler died; a new one gets the TIs from the DB
+    new = FargateExecutor()
+    new._clock = FakeClock()
+    tis = [SimpleNamespace(key=k, external_executor_id=arns[k], executor_config=None, queue="default") for k in keys]
+    stranger = SimpleNamespace(
+        key=TaskInstanceKey("d", "c", "r", 1, -1), external_executor_id=None, executor_config=None, queue="q"
+    )
+    gone = SimpleNamespace(
+        key=TaskInstanceKey("d", "gone", "r", 1, -1),
+        external_executor_id=f"arn:aws:ecs:us-east-1:123456789012:task/{CLUSTER}/0000",
+        executor_config=None,
+        queue="q",
+    )
+    not_adopted = new.try_adopt_task_instances([*tis, stranger, gone])
+    assert {ti.key for ti in not_adopted} == {stranger.key, gone.key}
+    assert set(keys) <= new.running
+    ecs.set_state(arns[keys[0]], "STOPPED", exit_codes={"base": 0})
+    ecs.set_state(arns[keys[1]], "RUNNING")
+    new.heartbeat()
+    assert events(new) == {keys[0]: (TaskInstanceState.SUCCESS, arns[keys[0]])}
+    assert len(ecs.all_task_arns()) == 2  # nothing relaunched
+
+
+def test_revoke_stops_the_task_and_forgets_it(executor, ecs):
+    (key,) = queue(executor, make_workload())
+    executor.heartbeat()
+    events(executor)
+    (arn,) = ecs.all_task_arns()
+    ecs.task(arn)
+    executor.revoke_task(ti=SimpleNamespace(key=key))
+    assert key not in executor.running
+    assert ecs.task(arn).last_status == "STOPPED"
+    assert "Revoked by Airflow" in ecs.task(arn).stopped_reason
+    executor.heartbeat()
+    assert events(executor) == {}  # revoke adds no event
+    executor.revoke_task(ti=SimpleNamespace(key=key))  # twice is harmless
+
+
+def test_terminate_stops_everything_with_a_reason(executor, ecs):
+    keys = queue(executor, make_workload("a"), make_workload("b"))
+    executor.heartbeat()
+    events(executor)
+    for arn in ecs.all_task_arns():
+        ecs.task(arn)  # freeze: moto would otherwise report exit code 0
+    executor.terminate()
+    for arn in ecs.all_task_arns():
+        assert ecs.task(arn).last_status == "STOPPED"
+        assert "SIGTERM" in ecs.task(arn).stopped_reason
+    assert {k: s for k, (s, _) in events(executor).items()} == {k: TaskInstanceState.FAILED for k in keys}
+
+
+def test_end_waits_for_running_tasks(executor, ecs, monkeypatch):
+    (key,) = queue(executor, make_workload())
+    executor.heartbeat()
+    events(executor)
+    (arn,) = ecs.all_task_arns()
+    ecs.set_state(arn, "RUNNING")
+    sleeps: list[float] = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        ecs.set_state(arn, "STOPPED", exit_codes={"base": 0})
+
+    monkeypatch.setattr("airflow_fargate.executor.time.sleep", sleep)
+    executor.end(heartbeat_interval=3)
+    assert sleeps == [3]
+    assert events(executor)[key][0] == TaskInstanceState.SUCCESS
+
+
+def test_family_is_registered(ecs):
+    assert ecs.client.describe_task_definition(taskDefinition=FAMILY)["taskDefinition"]["family"] == FAMILY

@@ -1,0 +1,87 @@
+"""Provider metadata: schema-valid, and `airflow config list` shows both sections with defaults."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from airflow_fargate.docs import render
+from airflow_fargate.provider import get_provider_info
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_provider_info_matches_airflows_schema():
+    schema = json.loads(resources.files("airflow").joinpath("provider_info.schema.json").read_text())
+    info = get_provider_info()
+    jsonschema.validate(info, schema)
+    assert set(info["config"]) == {"aws_ecs_executor", "fargate"}
+    assert info["executors"] == ["airflow_fargate.FargateExecutor"]
+
+
+def test_entry_point_is_registered():
+    from importlib.metadata import entry_points
+
+    (entry,) = [e for e in entry_points(group="apache_airflow_provider") if e.module.startswith("airflow_fargate")]
+    assert entry.load() is get_provider_info
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        (
+            "aws_ecs_executor",
+            ["[aws_ecs_executor]", "max_run_task_attempts = 3", "aws_conn_id = aws_default", "cluster ="],
+        ),
+        ("fargate", ["[fargate]", "execution_config_function =", "assign_public_ip =", "region ="]),
+    ],
+)
+def test_airflow_config_list_shows_the_sections(section, expected):
+    env = {**os.environ, "AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER": "from-env"}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "airflow",
+            "config",
+            "list",
+            "--section",
+            section,
+            "--include-descriptions",
+            "--show-values",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout
+    for text in expected:
+        assert text in out
+    if section == "aws_ecs_executor":
+        assert "cluster = from-env" in out
+        assert "How many times one try of an Airflow task may be launched" in out
+
+
+def test_readme_config_table_is_generated_from_the_catalogue():
+    readme = (ROOT / "README.md").read_text()
+    assert render(readme) == readme, "README.md is stale: run `make docs`"
+
+
+def test_example_airflow_cfg_only_uses_catalogued_options():
+    from airflow_fargate.catalogue import options
+
+    known = {(o.section, o.name) for o in options()} | {("aws_ecs_executor", "conn_id")}
+    section = None
+    for line in (ROOT / "config" / "airflow.cfg.example").read_text().splitlines():
+        stripped = line.lstrip("# ").strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            section = stripped[1:-1]
+        elif "=" in stripped and section in ("aws_ecs_executor", "fargate"):
+            assert (section, stripped.split("=")[0].strip()) in known, line
