@@ -34,3 +34,6 @@ docs: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build dist
+
+demo: venv
+	$(PY) -m airflow_fargate.local.demo

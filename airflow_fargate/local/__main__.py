@@ -1,0 +1,70 @@
+"""``python -m airflow_fargate.local`` / ``airflow-fargate-local``: run the local ECS endpoint.
+
+Prints the env vars a scheduler needs (as ``export`` lines, so ``eval`` works), then serves
+until SIGINT/SIGTERM. Binds to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+import threading
+from dataclasses import fields
+from pathlib import Path
+
+from airflow_fargate.local.faults import Faults
+from airflow_fargate.local.server import LocalEcs, LocalEcsConfig
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="airflow-fargate-local", description=__doc__)
+    parser.add_argument("--port", type=int, default=4599, help="port on 127.0.0.1 (0 = any free port)")
+    parser.add_argument(
+        "--config", type=Path, help="JSON file: region, cluster, family, container_name, image, log_group, ..."
+    )
+    parser.add_argument(
+        "--runtime",
+        default="auto",
+        choices=["auto", "process", "docker", "simulate"],
+        help="auto = Docker when an engine is reachable, else subprocess",
+    )
+    parser.add_argument("--simulate-duration", type=float, default=1.0, help="seconds a simulated task runs")
+    parser.add_argument("--stop-grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL")
+    parser.add_argument("--env-file", type=Path, help="also write the scheduler env vars to this file")
+    for item in fields(Faults):
+        kind = int if item.name in ("run_task_burst", "seed") else float
+        parser.add_argument(f"--{item.name.replace('_', '-')}", type=kind, default=item.default)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = LocalEcsConfig.from_dict(json.loads(args.config.read_text())) if args.config else LocalEcsConfig()
+    faults = Faults(**{f.name: getattr(args, f.name) for f in fields(Faults)})
+    ecs = LocalEcs(
+        config,
+        port=args.port,
+        runtime=args.runtime,
+        faults=faults,
+        simulate_duration=args.simulate_duration,
+        stop_grace_seconds=args.stop_grace,
+    ).start()
+    lines = [f"export {name}={shlex.quote(value)}" for name, value in ecs.scheduler_env().items()]
+    if args.env_file:
+        args.env_file.write_text("\n".join(lines) + "\n")
+    print(f"# local ECS endpoint on {ecs.endpoint_url} (runtime: {ecs.runtime.name}); scheduler env:")
+    print("\n".join(lines), flush=True)
+
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    ecs.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

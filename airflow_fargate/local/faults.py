@@ -1,0 +1,90 @@
+"""Fault injection for the local ECS endpoint: what to break, how often, seeded for repeatability."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+CAPACITY_REASONS = (
+    "Capacity is unavailable at this time. Please try again later or in a different availability zone",
+    "RESOURCE:MEMORY",
+    "AGENT",
+)
+START_FAILURE_REASONS = (
+    "CannotPullContainerError: pull image manifest has been retried 5 time(s): dial tcp 52.1.2.3:443: i/o timeout",
+    "ResourceInitializationError: failed to configure ENI: timeout waiting for network interface provisioning",
+)
+
+
+@dataclass
+class Faults:
+    """Switches for the local endpoint. Rates are probabilities per call or per task (0..1)."""
+
+    latency_ms: float = 0.0  # added to every ECS API call
+    run_task_rate: float = 0.0  # sustained RunTask calls/s before ThrottlingException (0 = unlimited)
+    run_task_burst: int = 100
+    run_task_failure_rate: float = 0.0  # run_task answers with failures[] (capacity, RESOURCE:*, AGENT)
+    start_failure_rate: float = 0.0  # task stops with TaskFailedToStart before running
+    spot_interruption_rate: float = 0.0  # running task is stopped with SpotInterruption
+    describe_delay_s: float = 0.0  # a new task is MISSING from describe_tasks for this long
+    seed: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Faults:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown fault switches: {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
+        return cls(**data)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Dice:
+    """A seeded, thread-safe random source for fault decisions."""
+
+    def __init__(self, seed: int | None) -> None:
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def chance(self, rate: float) -> bool:
+        with self._lock:
+            return rate > 0 and self._rng.random() < rate
+
+    def choice(self, options: tuple[str, ...]) -> str:
+        with self._lock:
+            return self._rng.choice(options)
+
+    def uniform(self, low: float, high: float) -> float:
+        with self._lock:
+            return self._rng.uniform(low, high)
+
+
+class TokenBucket:
+    """ECS-style rate limit: ``burst`` tokens, refilled at ``rate`` per second."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """Consume one token if available (always True when rate is 0 = unlimited)."""
+        if self.rate <= 0:
+            return True
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return True
+            return False

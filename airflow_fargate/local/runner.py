@@ -1,0 +1,306 @@
+"""Moves every task the local ECS endpoint creates through its lifecycle, really running it.
+
+PROVISIONING -> PENDING -> RUNNING (container started) -> STOPPED (exit code, stopCode, times),
+with the container's output in moto CloudWatch Logs at the awslogs stream. Fault switches make
+tasks fail to start or get Spot-interrupted. Counters per Airflow try let tests prove that no try
+ever had two containers running.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow_fargate.local import moto_tasks
+from airflow_fargate.local.faults import START_FAILURE_REASONS, Dice, Faults
+from airflow_fargate.local.runtimes import ContainerSpec, Handle, Runtime
+
+log = logging.getLogger(__name__)
+
+
+def try_key(command: list[str]) -> str | None:
+    """'dag|task|run|map|try' of the Airflow try a container command runs (Airflow 3 or 2)."""
+    if "--json-string" in command:
+        try:
+            ti = json.loads(command[command.index("--json-string") + 1])["ti"]
+        except (IndexError, KeyError, ValueError):
+            return None
+        return "|".join(str(ti.get(k)) for k in ("dag_id", "task_id", "run_id", "map_index", "try_number"))
+    if command[:3] == ["airflow", "tasks", "run"] and len(command) >= 6:
+        return "|".join(command[3:6])
+    return None
+
+
+@dataclass
+class Stats:
+    """What the endpoint did; served as JSON at /_local/stats."""
+
+    run_task_calls: int = 0
+    run_task_throttled: int = 0
+    run_task_failures_injected: int = 0
+    idempotent_replays: int = 0
+    tasks_created: int = 0
+    containers_started: int = 0
+    start_failures_injected: int = 0
+    spot_interruptions: int = 0
+    stops_requested: int = 0
+    created_per_try: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    started_per_try: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    overlapping_tries: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["created_per_try"] = dict(self.created_per_try)
+        data["started_per_try"] = dict(self.started_per_try)
+        return data
+
+
+@dataclass
+class _Running:
+    arn: str
+    try_key: str | None
+    handle: Handle | None = None
+    stop_code: str | None = None
+    stop_reason: str | None = None
+    done: bool = False
+
+
+class LocalRunner:
+    """Drives moto's ECS tasks in a timer thread; all moto mutations happen under one lock."""
+
+    def __init__(
+        self,
+        region: str,
+        runtime: Runtime,
+        faults: Faults,
+        *,
+        provision_seconds: float = 0.2,
+        stop_grace_seconds: float = 10.0,
+        base_env: dict[str, str] | None = None,
+    ) -> None:
+        self.region = region
+        self.runtime = runtime
+        self.faults = faults
+        self.dice = Dice(faults.seed)
+        self.provision_seconds = provision_seconds
+        self.stop_grace_seconds = stop_grace_seconds
+        self.base_env = dict(os.environ if base_env is None else base_env)
+        self.stats = Stats()
+        self.lock = threading.RLock()
+        self._created_at: dict[str, float] = {}
+        self._running: dict[str, _Running] = {}
+        self._live_by_try: dict[str, int] = defaultdict(int)
+        self._queue: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._wake = threading.Condition(self.lock)
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="local-ecs-runner")
+        self._thread.start()
+
+    # -- scheduling ------------------------------------------------------------------------------
+
+    def _at(self, delay: float, fn: Callable[[], None]) -> None:
+        with self._wake:
+            heapq.heappush(self._queue, (time.monotonic() + delay, next(self._seq), fn))
+            self._wake.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._closed and (not self._queue or self._queue[0][0] > time.monotonic()):
+                    timeout = self._queue[0][0] - time.monotonic() if self._queue else None
+                    self._wake.wait(timeout)
+                if self._closed:
+                    return
+                _, _, fn = heapq.heappop(self._queue)
+            try:
+                fn()
+            except Exception:
+                log.exception("local ECS runner step failed")
+
+    def close(self) -> None:
+        """Stop every running container and the runner thread."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+            running = [r for r in self._running.values() if not r.done and r.handle]
+        for item in running:
+            item.handle.stop(min(self.stop_grace_seconds, 2.0))  # type: ignore[union-attr]
+
+    # -- called by the patched ECS API (server threads) --------------------------------------------
+
+    def submit(self, task: Any) -> None:
+        """A new task exists in moto: take over its lifecycle."""
+        with self.lock:
+            moto_tasks.freeze(task)
+            moto_tasks.set_state(task, "PROVISIONING")
+            command = self._command(task)
+            key = try_key(command)
+            self._created_at[task.task_arn] = time.monotonic()
+            self._running[task.task_arn] = _Running(task.task_arn, key)
+            self.stats.tasks_created += 1
+            if key:
+                self.stats.created_per_try[key] += 1
+        self._at(self.provision_seconds / 2, lambda: self._set(task, "PENDING"))
+        self._at(self.provision_seconds, lambda: self._start(task))
+
+    def visible(self, arn: str) -> bool:
+        """False while a new task is hidden from describe_tasks (eventual-consistency fault)."""
+        created = self._created_at.get(arn)
+        return created is None or time.monotonic() - created >= self.faults.describe_delay_s
+
+    def request_stop(self, task: Any, reason: str) -> None:
+        """stop_task: desired STOPPED now; last status follows when the container is gone."""
+        with self.lock:
+            self.stats.stops_requested += 1
+            task.desired_status = "STOPPED"
+            task.stopped_reason = reason
+            running = self._running.get(task.task_arn)
+            if running is None or running.done:
+                return
+            running.stop_code = running.stop_code or "UserInitiated"
+            running.stop_reason = running.stop_reason or reason
+            handle = running.handle
+            if task._status == "RUNNING":  # noqa: SLF001 - moto model
+                moto_tasks.set_state(task, "DEACTIVATING")
+        if handle is not None:
+            handle.stop(self.stop_grace_seconds)
+        else:  # not started yet: it never will be
+            self._finish(task, None)
+
+    # -- lifecycle steps (runner thread) -------------------------------------------------------------
+
+    def _set(self, task: Any, status: str) -> None:
+        with self.lock:
+            running = self._running.get(task.task_arn)
+            if running and not running.done and task.desired_status != "STOPPED":
+                moto_tasks.set_state(task, status)
+
+    def _command(self, task: Any) -> list[str]:
+        override = self._override(task)
+        definition = self._container_definition(task)
+        return list(override.get("command") or definition.get("command") or [])
+
+    def _override(self, task: Any) -> dict[str, Any]:
+        name = self._container_definition(task).get("name")
+        for item in (task.overrides or {}).get("containerOverrides", []) or []:
+            if item.get("name") == name:
+                return dict(item)
+        return {}
+
+    def _container_definition(self, task: Any) -> dict[str, Any]:
+        definition = task._backend.describe_task_definition(task.task_definition_arn)  # noqa: SLF001
+        essential = [c for c in definition.container_definitions if c.get("essential", True)]
+        return dict((essential or definition.container_definitions)[0])
+
+    def _spec(self, task: Any) -> ContainerSpec:
+        definition = self._container_definition(task)
+        env = dict(self.base_env)
+        env.update({e["name"]: e["value"] for e in definition.get("environment") or []})
+        env.update({e["name"]: e["value"] for e in self._override(task).get("environment") or []})
+        # `python` in the command means this virtualenv's interpreter, as it would in the image.
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        env.setdefault("ECS_CONTAINER_METADATA_URI_V4", f"http://127.0.0.1/v4/{task.task_arn.rsplit('/', 1)[-1]}")
+        return ContainerSpec(command=self._command(task), environment=env, image=definition.get("image"))
+
+    def _start(self, task: Any) -> None:
+        with self.lock:
+            running = self._running[task.task_arn]
+            if running.done or task.desired_status == "STOPPED":
+                if not running.done:
+                    self._finish(task, None)
+                return
+            if self.dice.chance(self.faults.start_failure_rate):
+                self.stats.start_failures_injected += 1
+                running.stop_code = "TaskFailedToStart"
+                running.stop_reason = self.dice.choice(START_FAILURE_REASONS)
+                self._finish(task, None, container_reason=running.stop_reason)
+                return
+            spec = self._spec(task)
+            key = running.try_key
+            if key:
+                self._live_by_try[key] += 1
+                self.stats.started_per_try[key] += 1
+                if self._live_by_try[key] > 1:
+                    self.stats.overlapping_tries.append(key)
+            self.stats.containers_started += 1
+            moto_tasks.set_state(task, "RUNNING", now=datetime.now(timezone.utc))
+            writer = self._log_writer(task)
+            running.handle = self.runtime.start(spec, writer, lambda code: self._finish(task, code))
+            if self.dice.chance(self.faults.spot_interruption_rate):
+                self._at(self.dice.uniform(0.2, 2.0), lambda: self._interrupt(task))
+
+    def _interrupt(self, task: Any) -> None:
+        with self.lock:
+            running = self._running.get(task.task_arn)
+            if running is None or running.done or running.handle is None:
+                return
+            self.stats.spot_interruptions += 1
+            running.stop_code = "SpotInterruption"
+            running.stop_reason = "Your Spot Task was interrupted."
+            task.desired_status = "STOPPED"
+            moto_tasks.set_state(task, "DEACTIVATING")
+            handle = running.handle
+        handle.stop(self.stop_grace_seconds)
+
+    def _finish(self, task: Any, exit_code: int | None, container_reason: str | None = None) -> None:
+        with self.lock:
+            running = self._running.get(task.task_arn)
+            if running is None or running.done:
+                return
+            running.done = True
+            if running.handle is not None and running.try_key:
+                self._live_by_try[running.try_key] -= 1
+            name = self._container_definition(task).get("name", "")
+            stop_code = running.stop_code or "EssentialContainerExited"
+            reason = running.stop_reason or "Essential container in task exited"
+            moto_tasks.set_state(
+                task,
+                "STOPPED",
+                exit_codes={name: exit_code},
+                reasons={name: container_reason} if container_reason else None,
+                stop_code=stop_code,
+                stopped_reason=reason,
+            )
+
+    # -- logs --------------------------------------------------------------------------------------
+
+    def _log_writer(self, task: Any) -> Callable[[str], None]:
+        """Write container output to the awslogs stream the task definition names (moto Logs)."""
+        options = (self._container_definition(task).get("logConfiguration") or {}).get("options") or {}
+        group = options.get("awslogs-group")
+        if not group:
+            return lambda line: None
+        name = self._container_definition(task).get("name", "container")
+        prefix = options.get("awslogs-stream-prefix", "ecs")
+        stream = f"{prefix}/{name}/{task.task_arn.rsplit('/', 1)[-1]}"
+        from moto.logs.models import logs_backends
+
+        backend = logs_backends[task._account_id][self.region]  # noqa: SLF001
+        lock = threading.Lock()
+        with lock:
+            try:
+                backend.create_log_stream(group, stream)
+            except Exception:
+                log.debug("log stream %s/%s exists", group, stream)
+
+        def write(line: str) -> None:
+            event = {"timestamp": int(time.time() * 1000), "message": line}
+            with lock:
+                try:
+                    backend.put_log_events(group, stream, [event])
+                except Exception:
+                    log.debug("dropping log line for %s", stream, exc_info=True)
+
+        return write

@@ -1,0 +1,193 @@
+"""Ways the local endpoint runs a task's container command: a subprocess, Docker, or a simulation.
+
+Each runtime calls ``on_output(line)`` for every line the container prints and ``on_exit(code)``
+exactly once when it ends; ``stop(grace)`` sends SIGTERM and kills after ``grace`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+OutputFn = Callable[[str], None]
+ExitFn = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """What to run for one task."""
+
+    command: Sequence[str]
+    environment: Mapping[str, str]
+    image: str | None = None
+
+
+class Handle(Protocol):
+    def stop(self, grace_seconds: float) -> None: ...
+
+
+class Runtime(Protocol):
+    name: str
+
+    def start(self, spec: ContainerSpec, on_output: OutputFn, on_exit: ExitFn) -> Handle: ...
+
+
+class _ProcessHandle:
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+
+    def stop(self, grace_seconds: float) -> None:
+        """SIGTERM the process group, SIGKILL it if still alive after the grace period."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+
+        def kill_later() -> None:
+            try:
+                self.proc.wait(timeout=grace_seconds)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+        threading.Thread(target=kill_later, daemon=True, name="local-ecs-kill").start()
+
+
+class ProcessRuntime:
+    """Runs the command as a subprocess on this machine (the default: no engine needed)."""
+
+    name = "process"
+
+    def start(self, spec: ContainerSpec, on_output: OutputFn, on_exit: ExitFn) -> Handle:
+        try:
+            proc = subprocess.Popen(
+                list(spec.command),
+                env=dict(spec.environment),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                errors="replace",
+                start_new_session=True,  # its own process group, so stop() reaches its children
+            )
+        except OSError as err:
+            on_output(f"CannotStartContainerError: {err}")
+            on_exit(127)
+            return _NullHandle()
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                on_output(line.rstrip("\n"))
+            code = proc.wait()
+            on_exit(128 - code if code < 0 else code)  # killed by signal N -> 128+N, as Docker reports
+
+        threading.Thread(target=pump, daemon=True, name="local-ecs-output").start()
+        return _ProcessHandle(proc)
+
+
+class _NullHandle:
+    def stop(self, grace_seconds: float) -> None:
+        return None
+
+
+class _SimulatedHandle:
+    def __init__(self, timer: threading.Timer, on_exit: ExitFn) -> None:
+        self._timer = timer
+        self._on_exit = on_exit
+
+    def stop(self, grace_seconds: float) -> None:
+        self._timer.cancel()
+        self._on_exit(143)
+
+
+class SimulatedRuntime:
+    """Runs nothing: the container 'exits 0' after ``duration`` seconds (benchmarks, chaos at scale)."""
+
+    name = "simulate"
+
+    def __init__(self, duration: float = 1.0) -> None:
+        self.duration = duration
+
+    def start(self, spec: ContainerSpec, on_output: OutputFn, on_exit: ExitFn) -> Handle:
+        on_output("simulated container: " + " ".join(spec.command)[:200])
+        timer = threading.Timer(self.duration, on_exit, args=(0,))
+        timer.daemon = True
+        timer.start()
+        return _SimulatedHandle(timer, on_exit)
+
+
+class _DockerHandle:
+    def __init__(self, container: Any) -> None:
+        self.container = container
+
+    def stop(self, grace_seconds: float) -> None:
+        self.container.stop(timeout=int(grace_seconds))
+
+
+class DockerRuntime:
+    """Runs the task definition's image with the Docker SDK (when an engine is reachable)."""
+
+    name = "docker"
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def start(self, spec: ContainerSpec, on_output: OutputFn, on_exit: ExitFn) -> Handle:
+        container = self.client.containers.run(
+            spec.image,
+            list(spec.command),
+            environment=dict(spec.environment),
+            detach=True,
+            network_mode="host",
+        )
+
+        def pump() -> None:
+            for chunk in container.logs(stream=True, follow=True):
+                for line in chunk.decode("utf-8", "replace").splitlines():
+                    on_output(line)
+            on_exit(int(container.wait().get("StatusCode", 1)))
+            container.remove(force=True)
+
+        threading.Thread(target=pump, daemon=True, name="local-ecs-docker").start()
+        return _DockerHandle(container)
+
+
+def docker_client() -> Any | None:
+    """A Docker SDK client if the ``docker`` package is installed and an engine answers, else None."""
+    try:
+        import docker
+    except ImportError:
+        return None
+    try:
+        client = docker.from_env(timeout=3)
+        client.ping()
+    except Exception as err:
+        log.debug("No Docker engine reachable: %s", err)
+        return None
+    return client
+
+
+def make_runtime(name: str, simulate_duration: float = 1.0) -> Runtime:
+    """``process`` | ``docker`` | ``auto`` (docker when reachable, else process) | ``simulate``."""
+    if name == "simulate":
+        return SimulatedRuntime(simulate_duration)
+    if name in ("docker", "auto"):
+        client = docker_client()
+        if client is not None:
+            return DockerRuntime(client)
+        if name == "docker":
+            raise RuntimeError("runtime 'docker' requested but no Docker engine is reachable")
+    if name in ("process", "auto"):
+        return ProcessRuntime()
+    raise ValueError(f"unknown runtime {name!r}: use process, docker, auto or simulate")

@@ -1,0 +1,290 @@
+"""The local ECS endpoint: moto's ThreadedMotoServer on loopback, wired to the LocalRunner.
+
+ECS calls go to moto; a WSGI layer in front adds latency and RunTask throttling; patches on moto's
+ECS handlers add what moto lacks (clientToken idempotency, run_task failures, describe delay,
+stop_task that really stops the container). /_local/stats and /_local/faults are for tests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from moto.core.responses import ActionResult
+from moto.ecs.models import EC2ContainerServiceBackend
+from moto.ecs.responses import EC2ContainerServiceResponse
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+from airflow_fargate.local import moto_tasks
+from airflow_fargate.local.faults import CAPACITY_REASONS, Faults, TokenBucket
+from airflow_fargate.local.runner import LocalRunner
+from airflow_fargate.local.runtimes import make_runtime
+
+log = logging.getLogger(__name__)
+
+ACCESS_KEY = "local"  # moto accepts any credentials; these make the env explicit
+SECRET_KEY = "local"  # noqa: S105 - not a secret: the local endpoint ignores credentials
+ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
+
+
+@dataclass(frozen=True)
+class LocalEcsConfig:
+    """The cluster and task definition the endpoint creates at start."""
+
+    region: str = "us-east-1"
+    cluster: str = "airflow-local"
+    family: str = "airflow-local-task"
+    container_name: str = "airflow-worker"
+    image: str = "apache/airflow:3.3.2-python3.11"
+    log_group: str = "/ecs/airflow-local"
+    log_stream_prefix: str = "airflow"
+    cpu: str = "1024"
+    memory: str = "2048"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LocalEcsConfig:
+        return cls(**data)
+
+
+class _State:
+    """What the patched moto handlers need; one per process (moto's backends are global too)."""
+
+    runner: LocalRunner | None = None
+    faults = Faults()
+    tokens: dict[str, list[str]] = {}
+    lock = threading.Lock()
+
+
+_original_run_task = EC2ContainerServiceResponse.run_task
+_original_describe = EC2ContainerServiceBackend.describe_tasks
+_original_stop = EC2ContainerServiceBackend.stop_task
+
+
+def _run_task(self: EC2ContainerServiceResponse) -> ActionResult:
+    runner = _State.runner
+    token = self._get_param("clientToken")
+    with _State.lock:
+        if runner:
+            runner.stats.run_task_calls += 1
+        if token and token in _State.tokens:  # ECS idempotency: same token, same task(s)
+            if runner:
+                runner.stats.idempotent_replays += 1
+            tasks = [moto_tasks.find_task(self.ecs_backend, arn) for arn in _State.tokens[token]]
+            return ActionResult({"tasks": [t for t in tasks if t is not None], "failures": []})
+        if runner and runner.dice.chance(_State.faults.run_task_failure_rate):
+            runner.stats.run_task_failures_injected += 1
+            reason = runner.dice.choice(CAPACITY_REASONS)
+            return ActionResult({"tasks": [], "failures": [{"reason": reason, "detail": "injected by local ECS"}]})
+        result = _original_run_task(self)
+        tasks = result.result["tasks"]  # type: ignore[index]
+        if token:
+            _State.tokens[token] = [t.task_arn for t in tasks]
+    if runner:
+        for task in tasks:
+            runner.submit(task)
+    return result
+
+
+def _describe_tasks(self: EC2ContainerServiceBackend, cluster_str: str, tasks: list[str]) -> list[Any]:
+    found = _original_describe(self, cluster_str, tasks)
+    runner = _State.runner
+    return [t for t in found if runner is None or runner.visible(t.task_arn)]
+
+
+def _stop_task(self: EC2ContainerServiceBackend, cluster_str: str, task_str: str, reason: str) -> Any:
+    runner = _State.runner
+    task = moto_tasks.find_task(self, task_str) if "/" in task_str else None
+    if task is None:
+        for tasks in self.tasks.values():
+            task = next((t for arn, t in tasks.items() if arn.endswith("/" + task_str)), task)
+    if task is None:
+        from moto.ecs.exceptions import InvalidParameterException
+
+        raise InvalidParameterException("The referenced task was not found.")
+    if runner is None:
+        return _original_stop(self, cluster_str, task_str, reason)
+    runner.request_stop(task, reason)
+    return task
+
+
+def install_patches() -> None:
+    """Route moto's ECS handlers through the local runner (idempotent)."""
+    EC2ContainerServiceResponse.run_task = _run_task  # type: ignore[method-assign]
+    EC2ContainerServiceBackend.describe_tasks = _describe_tasks  # type: ignore[method-assign]
+    EC2ContainerServiceBackend.stop_task = _stop_task  # type: ignore[method-assign]
+
+
+def _json_response(start_response: Callable[..., Any], status: str, body: Any) -> list[bytes]:
+    data = json.dumps(body, default=str).encode()
+    start_response(status, [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+class FaultMiddleware:
+    """WSGI layer before moto: per-call latency, RunTask throttling, and the /_local control API."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.bucket = TokenBucket(_State.faults.run_task_rate, _State.faults.run_task_burst)
+
+    def set_faults(self, faults: Faults) -> None:
+        _State.faults = faults
+        if _State.runner:
+            _State.runner.faults = faults
+        self.bucket = TokenBucket(faults.run_task_rate, faults.run_task_burst)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_local/"):
+            return self._control(path, environ, start_response)
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith(ECS_TARGET_PREFIX):
+            if _State.faults.latency_ms:
+                time.sleep(_State.faults.latency_ms / 1000)
+            if target.endswith(".RunTask") and not self.bucket.take():
+                if _State.runner:
+                    _State.runner.stats.run_task_throttled += 1
+                body = {"__type": "ThrottlingException", "message": "Rate exceeded"}
+                return _json_response(start_response, "400 Bad Request", body)
+        return self.app(environ, start_response)
+
+    def _control(self, path: str, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if path == "/_local/stats":
+            stats = _State.runner.stats.as_dict() if _State.runner else {}
+            return _json_response(start_response, "200 OK", stats)
+        if path == "/_local/faults" and environ.get("REQUEST_METHOD") == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            try:
+                self.set_faults(Faults.from_dict(json.loads(environ["wsgi.input"].read(length) or b"{}")))
+            except (ValueError, TypeError) as err:
+                return _json_response(start_response, "400 Bad Request", {"error": str(err)})
+            return _json_response(start_response, "200 OK", _State.faults.as_dict())
+        if path == "/_local/faults":
+            return _json_response(start_response, "200 OK", _State.faults.as_dict())
+        return _json_response(start_response, "404 Not Found", {"error": f"unknown control path {path}"})
+
+
+class _Server(ThreadedMotoServer):
+    """ThreadedMotoServer with our WSGI layer in front of moto's app."""
+
+    middleware: FaultMiddleware | None = None
+
+    def _server_entry(self) -> None:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        self.middleware = FaultMiddleware(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(
+            self._ip_address, self._port, self.middleware, True, request_handler=MotoRequestHandler
+        )
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
+class LocalEcs:
+    """Start/stop the endpoint, create the cluster, task definition and log group."""
+
+    def __init__(
+        self,
+        config: LocalEcsConfig | None = None,
+        *,
+        port: int = 0,
+        runtime: str = "process",
+        faults: Faults | None = None,
+        simulate_duration: float = 1.0,
+        stop_grace_seconds: float = 10.0,
+    ) -> None:
+        self.config = config or LocalEcsConfig()
+        self.port = port
+        self.faults = faults or Faults()
+        self.runtime = make_runtime(runtime, simulate_duration)
+        self.stop_grace_seconds = stop_grace_seconds
+        self._server: _Server | None = None
+        self.runner: LocalRunner | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        assert self._server is not None, "start() first"
+        host, port = self._server.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def start(self) -> LocalEcs:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request is noise here
+        install_patches()
+        _State.faults = self.faults
+        _State.tokens = {}
+        self.runner = LocalRunner(
+            self.config.region, self.runtime, self.faults, stop_grace_seconds=self.stop_grace_seconds
+        )
+        _State.runner = self.runner
+        self._server = _Server("127.0.0.1", self.port, verbose=False)  # loopback only, never 0.0.0.0
+        self._server.start()
+        self._create_resources()
+        return self
+
+    def stop(self) -> None:
+        if self.runner:
+            self.runner.close()
+        if self._server:
+            self._server.stop()
+        _State.runner = None
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            region_name=self.config.region,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+        )
+
+    def _create_resources(self) -> None:
+        cfg = self.config
+        self.client("logs").create_log_group(logGroupName=cfg.log_group)
+        self.client("ecs").create_cluster(clusterName=cfg.cluster)
+        self.client("ecs").register_task_definition(
+            family=cfg.family,
+            cpu=cfg.cpu,
+            memory=cfg.memory,
+            containerDefinitions=[
+                {
+                    "name": cfg.container_name,
+                    "image": cfg.image,
+                    "essential": True,
+                    "memory": int(cfg.memory),
+                    "logConfiguration": {
+                        "logDriver": "awslogs",
+                        "options": {
+                            "awslogs-group": cfg.log_group,
+                            "awslogs-region": cfg.region,
+                            "awslogs-stream-prefix": cfg.log_stream_prefix,
+                        },
+                    },
+                }
+            ],
+        )
+
+    def scheduler_env(self) -> dict[str, str]:
+        """Env vars a scheduler needs to use this endpoint with FargateExecutor."""
+        cfg = self.config
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": cfg.region,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AIRFLOW__CORE__EXECUTOR": "airflow_fargate.FargateExecutor",
+            "AIRFLOW__AWS_ECS_EXECUTOR__REGION_NAME": cfg.region,
+            "AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER": cfg.cluster,
+            "AIRFLOW__AWS_ECS_EXECUTOR__CONTAINER_NAME": cfg.container_name,
+            "AIRFLOW__AWS_ECS_EXECUTOR__TASK_DEFINITION": cfg.family,
+        }

@@ -1,0 +1,232 @@
+"""A whole Airflow 3 deployment on one machine, using FargateExecutor on the local ECS endpoint.
+
+Used by ``make demo`` and the end-to-end tests: metadata DB (SQLite by default), api-server,
+dag-processor and scheduler as subprocesses, the local ECS endpoint in this process (so the
+scheduler can be killed and restarted while tasks keep running).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airflow_fargate.local.faults import Faults
+from airflow_fargate.local.server import LocalEcs
+
+AIRFLOW = [sys.executable, "-m", "airflow"]
+TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class TaskRow:
+    task_id: str
+    map_index: int
+    state: str | None
+    try_number: int
+    external_executor_id: str | None
+
+
+@dataclass
+class AirflowStack:
+    """Start with ``start()``, always ``stop()`` (or use as a context manager)."""
+
+    home: Path
+    dags_folder: Path
+    db_url: str | None = None
+    faults: Faults = field(default_factory=Faults)
+    runtime: str = "process"
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    ecs: LocalEcs | None = None
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    api_port: int = 0
+
+    def __enter__(self) -> AirflowStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- environment ----------------------------------------------------------------------------
+
+    @property
+    def sql_alchemy_conn(self) -> str:
+        return self.db_url or f"sqlite:///{self.home / 'airflow.db'}"
+
+    def env(self) -> dict[str, str]:
+        assert self.ecs is not None
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
+        base_url = f"http://127.0.0.1:{self.api_port}"
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn,
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.api_port),
+                "AIRFLOW__API__BASE_URL": base_url,
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
+                "AIRFLOW__API_AUTH__JWT_SECRET": "local-demo-jwt-secret-not-for-production",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "5",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "10",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__AWS_ECS_EXECUTOR__CHECK_HEALTH_ON_STARTUP": "True",
+                "AIRFLOW__AWS_ECS_EXECUTOR__MAX_RUN_TASK_ATTEMPTS": "5",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.ecs.scheduler_env())
+        env.update(self.extra_env)
+        return env
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> AirflowStack:
+        if self.home.exists():
+            shutil.rmtree(self.home)
+        (self.home / "logs").mkdir(parents=True)
+        self.api_port = free_port()
+        self.ecs = LocalEcs(runtime=self.runtime, faults=self.faults, stop_grace_seconds=5).start()
+        env = self.env()
+        assert self.ecs.runner is not None
+        self.ecs.runner.base_env = env  # task containers see the deployment's Airflow settings
+        self.airflow("db", "migrate", timeout=300)
+        self.start_process("api-server", "api-server")
+        self.start_process("dag-processor", "dag-processor")
+        self.start_process("scheduler", "scheduler")
+        self.wait_for_api()
+        return self
+
+    def start_process(self, name: str, *args: str) -> None:
+        log = (self.home / "logs" / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(
+            [*AIRFLOW, *args], env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Kill one component (its whole process group), as a crash would."""
+        proc = self.procs.pop(name)
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=60)
+
+    def stop(self) -> None:
+        for name in list(self.procs):
+            proc = self.procs[name]
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=20)
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                self.kill(name)
+            self.procs.pop(name, None)
+        if self.ecs is not None:
+            self.ecs.stop()
+
+    def airflow(self, *args: str, timeout: float = 120) -> str:
+        result = subprocess.run(
+            [*AIRFLOW, *args], env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        return result.stdout
+
+    def wait_for_api(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.api_port}/api/v2/monitor/health"
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(1)
+        raise TimeoutError(f"api-server did not answer at {url} within {timeout}s; see {self.home / 'logs'}")
+
+    def _check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                tail = (self.home / "logs" / f"{name}.log").read_text(errors="replace")[-4000:]
+                raise RuntimeError(f"airflow {name} exited with {proc.returncode}:\n{tail}")
+
+    # -- DAG runs -------------------------------------------------------------------------------
+
+    def _query(self, sql: str, **params: Any) -> list[Any]:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.sql_alchemy_conn)
+        try:
+            with engine.connect() as conn:
+                return list(conn.execute(text(sql), params))
+        finally:
+            engine.dispose()
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                if self._query("SELECT dag_id FROM serialized_dag WHERE dag_id = :d", d=dag_id):
+                    return
+            except Exception:  # tables may not be visible yet
+                pass
+            time.sleep(1)
+        raise TimeoutError(f"DAG {dag_id} was not parsed within {timeout}s; see {self.home / 'logs'}")
+
+    def trigger(self, dag_id: str, run_id: str) -> None:
+        self.wait_for_dag(dag_id)
+        self.airflow("dags", "trigger", dag_id, "--run-id", run_id)
+
+    def run_state(self, dag_id: str, run_id: str) -> str | None:
+        rows = self._query("SELECT state FROM dag_run WHERE dag_id = :d AND run_id = :r", d=dag_id, r=run_id)
+        return rows[0][0] if rows else None
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            state = self.run_state(dag_id, run_id)
+            if state in TERMINAL_RUN_STATES:
+                return state
+            time.sleep(2)
+        raise TimeoutError(f"{dag_id}/{run_id} did not finish in {timeout}s: {self.task_rows(dag_id, run_id)}")
+
+    def task_rows(self, dag_id: str, run_id: str) -> list[TaskRow]:
+        rows = self._query(
+            "SELECT task_id, map_index, state, try_number, external_executor_id FROM task_instance "
+            "WHERE dag_id = :d AND run_id = :r ORDER BY task_id, map_index",
+            d=dag_id,
+            r=run_id,
+        )
+        return [TaskRow(*row) for row in rows]
+
+    def task_log_dir(self, dag_id: str, run_id: str) -> Path:
+        return self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+
+    def stats(self) -> dict[str, Any]:
+        assert self.ecs is not None and self.ecs.runner is not None
+        return self.ecs.runner.stats.as_dict()
