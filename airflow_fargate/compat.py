@@ -41,3 +41,36 @@ except ImportError:  # pragma: no cover - Airflow 2
 
 stats: Any = _stats_impl
 """Airflow's metrics facade (StatsD/OTel as configured); exposes incr, gauge, timer, timing."""
+
+
+def requeue_try_for_relaunch(key: Any) -> str | None:
+    """Put a try whose container ECS killed (Spot, failed start) back to QUEUED so a relaunched
+    container may start it again: the execution API only starts QUEUED task instances.
+
+    Only a try still QUEUED or RUNNING (nobody reported an outcome) is requeued. Returns None if
+    the try may be relaunched, else the state that forbids it (the try already ended).
+    """
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select, update
+
+    match = (
+        (TaskInstance.dag_id == key.dag_id)
+        & (TaskInstance.task_id == key.task_id)
+        & (TaskInstance.run_id == key.run_id)
+        & (TaskInstance.map_index == key.map_index)
+        & (TaskInstance.try_number == key.try_number)
+    )
+    relaunchable = (TaskInstanceState.QUEUED, TaskInstanceState.RUNNING)
+    with create_session() as session:
+        updated = session.execute(
+            update(TaskInstance)
+            .where(match & TaskInstance.state.in_(relaunchable))
+            .values(state=TaskInstanceState.QUEUED, hostname="", pid=None)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(updated, "rowcount", 0):
+            return None
+        state = session.scalar(select(TaskInstance.state).where(match))
+    return f"task instance is {state}" if state else "task instance try not found"

@@ -15,7 +15,7 @@ from typing import Any
 from airflow.executors.base_executor import BaseExecutor
 
 from airflow_fargate.aws_session import aws_target
-from airflow_fargate.compat import command_for_adopted, stats, workload_command
+from airflow_fargate.compat import command_for_adopted, requeue_try_for_relaunch, stats, workload_command
 from airflow_fargate.ecs import EcsClient
 from airflow_fargate.ecs_types import LaunchResult
 from airflow_fargate.errors import FargateConfigError, TaskConfigError
@@ -184,9 +184,21 @@ class FargateExecutor(BaseExecutor):
         elif verdict.outcome is Outcome.FAILED:
             self._fail(task, verdict.reason)
         elif verdict.outcome is Outcome.RELAUNCH:
+            blocker = self._requeue_try(task.key)
+            if blocker is not None:
+                self._fail(task, f"{verdict.reason}; not relaunched: {blocker}")
+                return
             self.log.warning("Relaunching %s (same try, launch %d): %s", task.key, task.launches + 1, verdict.reason)
             stats.incr("fargate.relaunch")
             self.tracker.prepare_relaunch(task.key, now + backoff_seconds(task.launches))
+
+    def _requeue_try(self, key: Any) -> str | None:
+        """Make the try startable again before relaunching it (None = go ahead, else why not)."""
+        try:
+            return requeue_try_for_relaunch(key)
+        except Exception as err:
+            self.log.exception("Could not requeue %s for relaunch", key)
+            return f"could not requeue the try ({type(err).__name__}: {err})"
 
     def _fail(self, task: TrackedTask, reason: str) -> None:
         self.log.error("Task %s failed: %s", task.key, reason)

@@ -76,7 +76,8 @@ def classify(state: EcsTaskState, essential: frozenset[str] | None = None) -> Ve
     summary = _container_summary(state)
     if watched and all(c.exit_code == 0 for c in watched):
         return Verdict(Outcome.SUCCESS, summary)
-    if state.stop_code in RELAUNCH_STOP_CODES and not any(c.exit_code not in (None, 0) for c in watched):
+    if state.stop_code in RELAUNCH_STOP_CODES:
+        # Exit codes here (143, 137) are the platform's SIGTERM/SIGKILL, not the task's verdict.
         if state.stop_code == "TaskFailedToStart" and _is_permanent_start_error(state):
             return Verdict(Outcome.FAILED, summary + " (a relaunch would fail the same way)")
         return Verdict(Outcome.RELAUNCH, summary)

@@ -284,7 +284,13 @@ def test_client_token_is_stable_for_a_try_and_differs_between_tries(executor, ec
     assert len(set(tokens)) == 3
 
 
-def test_spot_interruption_relaunches_the_same_try(executor, ecs):
+def test_spot_interruption_relaunches_the_same_try(executor, ecs, monkeypatch):
+    requeued: list[TaskInstanceKey] = []
+
+    def requeue(key):
+        requeued.append(key)  # returning None means "go ahead and relaunch"
+
+    monkeypatch.setattr(executor, "_requeue_try", requeue)
     (key,) = queue(executor, make_workload())
     executor.heartbeat()
     events(executor)
@@ -299,6 +305,27 @@ def test_spot_interruption_relaunches_the_same_try(executor, ecs):
     ecs.set_state(second, "STOPPED", exit_codes={"base": 0})
     executor.heartbeat()
     assert events(executor)[key][0] == TaskInstanceState.SUCCESS
+    assert requeued == [key]
+
+
+def test_no_relaunch_when_the_try_already_ended(executor, ecs, monkeypatch):
+    monkeypatch.setattr(executor, "_requeue_try", lambda key: "task instance is failed")
+    (key,) = queue(executor, make_workload())
+    executor.heartbeat()
+    events(executor)
+    (arn,) = ecs.all_task_arns()
+    ecs.set_state(arn, "STOPPED", stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted.")
+    executor.heartbeat()
+    state, reason = events(executor)[key]
+    assert state == TaskInstanceState.FAILED
+    assert "not relaunched: task instance is failed" in reason
+    assert ecs.all_task_arns() == [arn]
+
+
+def test_requeue_without_a_task_instance_row_refuses(airflow_db):
+    from airflow_fargate.compat import requeue_try_for_relaunch
+
+    assert requeue_try_for_relaunch(TaskInstanceKey("nodag", "t", "r", 1, -1)) == "task instance try not found"
 
 
 # ---- adoption, revoke, terminate, end ----------------------------------------------------------------

@@ -63,8 +63,9 @@ def test_spot_interruption_after_the_command_finished_is_success():
     assert classify(stopped(("base", 0, None), stop_code="SpotInterruption")).outcome is Outcome.SUCCESS
 
 
-def test_spot_interruption_with_non_zero_exit_is_relaunched_only_without_exit():
-    assert classify(stopped(("base", 143, None), stop_code="SpotInterruption")).outcome is Outcome.FAILED
+@pytest.mark.parametrize("code", [143, 137])
+def test_spot_interruption_killing_the_container_relaunches(code):
+    assert classify(stopped(("base", code, None), stop_code="SpotInterruption")).outcome is Outcome.RELAUNCH
 
 
 def test_permanent_start_failure_is_not_relaunched():

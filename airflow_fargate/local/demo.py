@@ -39,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ndemo: DAG run {run_id} finished {state.upper()} in {time.monotonic() - started:.0f}s")
         print(f"{'task':<12} {'map':>4} {'state':<10} {'try':>3}  ECS task ARN")
         for row in stack.task_rows(args.dag_id, run_id):
-            print(f"{row.task_id:<12} {row.map_index:>4} {row.state or '-':<10} {row.try_number:>3}  {row.external_executor_id}")
+            state_text = row.state or "-"
+            print(
+                f"{row.task_id:<12} {row.map_index:>4} {state_text:<10} {row.try_number:>3}  {row.external_executor_id}"
+            )
         print(f"\ntask logs: {stack.task_log_dir(args.dag_id, run_id)}")
         print(f"container output: CloudWatch Logs group {stack.ecs.config.log_group} on {stack.ecs.endpoint_url}")
         print(f"component logs: {stack.home / 'logs'}/{{scheduler,api-server,dag-processor}}.log")

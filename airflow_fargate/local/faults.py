@@ -38,7 +38,9 @@ class Faults:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown fault switches: {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
+            raise ValueError(
+                f"unknown fault switches: {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})"
+            )
         return cls(**data)
 
     def as_dict(self) -> dict[str, Any]:

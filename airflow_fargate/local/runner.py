@@ -241,6 +241,18 @@ class LocalRunner:
             if self.dice.chance(self.faults.spot_interruption_rate):
                 self._at(self.dice.uniform(0.2, 2.0), lambda: self._interrupt(task))
 
+    def interrupt(self, arn: str) -> bool:
+        """Spot-interrupt a running task now (tests); False if it is not running."""
+        with self.lock:
+            running = self._running.get(arn)
+            if running is None or running.done or running.handle is None:
+                return False
+            task = moto_tasks.find_task(moto_tasks.ecs_backend(self.region), arn)
+        if task is None:
+            return False
+        self._interrupt(task)
+        return True
+
     def _interrupt(self, task: Any) -> None:
         with self.lock:
             running = self._running.get(task.task_arn)

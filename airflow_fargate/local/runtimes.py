@@ -6,6 +6,7 @@ exactly once when it ends; ``stop(grace)`` sends SIGTERM and kills after ``grace
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -49,16 +50,14 @@ class _ProcessHandle:
         try:
             os.killpg(self.proc.pid, signal.SIGTERM)
         except ProcessLookupError:
-            return
+            return  # already gone
 
         def kill_later() -> None:
             try:
                 self.proc.wait(timeout=grace_seconds)
             except subprocess.TimeoutExpired:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
         threading.Thread(target=kill_later, daemon=True, name="local-ecs-kill").start()
 

@@ -29,7 +29,7 @@ from airflow_fargate.local.runtimes import make_runtime
 log = logging.getLogger(__name__)
 
 ACCESS_KEY = "local"  # moto accepts any credentials; these make the env explicit
-SECRET_KEY = "local"  # noqa: S105 - not a secret: the local endpoint ignores credentials
+SECRET_KEY = "local"  # not a secret: the local endpoint ignores credentials
 ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
 
 
@@ -240,7 +240,8 @@ class LocalEcs:
         _State.runner = None
 
     def client(self, service: str) -> Any:
-        return boto3.client(
+        session: Any = boto3.session.Session()
+        return session.client(
             service,
             region_name=self.config.region,
             endpoint_url=self.endpoint_url,

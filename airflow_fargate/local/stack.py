@@ -7,6 +7,7 @@ scheduler can be killed and restarted while tasks keep running).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -125,10 +126,8 @@ class AirflowStack:
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Kill one component (its whole process group), as a crash would."""
         proc = self.procs.pop(name)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=60)
 
     def stop(self) -> None:

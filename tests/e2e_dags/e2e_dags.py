@@ -1,0 +1,53 @@
+"""DAGs for the end-to-end tests (run by a real scheduler with FargateExecutor on local ECS)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pendulum
+from airflow.sdk import dag, task
+
+START = pendulum.datetime(2026, 1, 1, tz="UTC")
+
+
+@dag(schedule=None, start_date=START, catchup=False)
+def e2e_fail():
+    @task
+    def raises():
+        raise ValueError("this task fails on purpose")
+
+    @task
+    def dies():
+        # Kill the container's main process (the task supervisor): ECS reports exit code 137.
+        os.kill(os.getppid(), signal.SIGKILL)
+        os._exit(1)
+
+    raises()
+    dies()
+
+
+@dag(schedule=None, start_date=START, catchup=False)
+def e2e_slow():
+    @task
+    def slow(n: int) -> int:
+        time.sleep(25)
+        return n
+
+    slow.expand(n=[1, 2, 3])
+
+
+@dag(schedule=None, start_date=START, catchup=False)
+def e2e_spot():
+    @task
+    def interrupted_once() -> str:
+        time.sleep(40)  # outlives SIGTERM + the local endpoint's 5 s grace: the SIGKILL interrupts it
+        return "done"
+
+    interrupted_once()
+
+
+e2e_fail()
+e2e_slow()
+e2e_spot()

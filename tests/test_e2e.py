@@ -1,0 +1,119 @@
+"""End to end: a real Airflow 3 scheduler, api-server and dag-processor with FargateExecutor on the
+local ECS endpoint, which really runs each task as a subprocess."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airflow_fargate.local.stack import AirflowStack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = {"example_fargate": "e2e-example", "e2e_fail": "e2e-fail", "e2e_spot": "e2e-spot"}
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[AirflowStack]:
+    work = Path(tempfile.mkdtemp(prefix="airflow-fargate-e2e-"))
+    dags = work / "dags"
+    dags.mkdir()
+    shutil.copy(ROOT / "config" / "dags" / "example_fargate.py", dags)
+    shutil.copy(ROOT / "tests" / "e2e_dags" / "e2e_dags.py", dags)
+    with AirflowStack(home=work / "airflow", dags_folder=dags) as running:
+        for dag_id, run_id in RUNS.items():  # independent runs go in parallel
+            running.trigger(dag_id, run_id)
+        try:
+            yield running
+        finally:
+            print(f"e2e stack logs: {running.home / 'logs'}")
+            print(f"local ECS stats: {running.stats()}")
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    raise TimeoutError(what)
+
+
+def try_key(dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1) -> str:
+    return f"{dag_id}|{task_id}|{run_id}|{map_index}|{try_number}"
+
+
+def test_example_dag_succeeds_and_executor_config_reaches_the_container(stack):
+    assert stack.wait_for_run("example_fargate", RUNS["example_fargate"]) == "success"
+    rows = stack.task_rows("example_fargate", RUNS["example_fargate"])
+    assert {r.task_id for r in rows} == {"extract", "square", "total", "greet"}
+    assert len([r for r in rows if r.task_id == "square"]) == 4  # fan-out
+    assert all(r.state == "success" and r.external_executor_id.startswith("arn:aws:ecs:") for r in rows)
+    greet_logs = "".join(
+        p.read_text()
+        for p in stack.task_log_dir("example_fargate", RUNS["example_fargate"]).glob("task_id=greet/**/*.log")
+    )
+    assert "FARGATE_GREETING=hello from executor_config" in greet_logs
+
+
+def test_failing_tasks_are_marked_failed_with_the_exit_code(stack):
+    assert stack.wait_for_run("e2e_fail", RUNS["e2e_fail"]) == "failed"
+    rows = {r.task_id: r for r in stack.task_rows("e2e_fail", RUNS["e2e_fail"])}
+    assert rows["raises"].state == "failed"
+    assert rows["dies"].state == "failed"
+    ecs = stack.ecs.client("ecs")
+    described = ecs.describe_tasks(cluster=stack.ecs.config.cluster, tasks=[rows["dies"].external_executor_id])
+    (container,) = described["tasks"][0]["containers"]
+    assert container["exitCode"] == 137
+    scheduler_log = (stack.home / "logs" / "scheduler.log").read_text()
+    assert "airflow-worker exit 137" in scheduler_log
+
+
+def test_spot_interruption_relaunches_the_same_try_and_succeeds(stack):
+    dag_id, run_id = "e2e_spot", RUNS["e2e_spot"]
+
+    def running_arn():
+        rows = stack.task_rows(dag_id, run_id)
+        return rows and rows[0].state == "running" and rows[0].external_executor_id
+
+    arn = wait_until(running_arn, 180, "spot task never started running")
+    time.sleep(2)
+    assert stack.ecs.runner.interrupt(arn)
+    assert stack.wait_for_run(dag_id, run_id) == "success"
+    (row,) = stack.task_rows(dag_id, run_id)
+    assert row.try_number == 1  # the relaunch did not cost an Airflow try
+    assert row.external_executor_id != arn
+    stats = stack.stats()
+    key = try_key(dag_id, run_id, "interrupted_once")
+    assert stats["created_per_try"][key] == 2
+    assert stats["spot_interruptions"] >= 1
+    assert key not in stats["overlapping_tries"]
+
+
+def test_scheduler_killed_mid_run_adopts_running_tasks_without_duplicates(stack):
+    dag_id, run_id = "e2e_slow", "e2e-restart"
+    stack.trigger(dag_id, run_id)
+
+    def all_running():
+        rows = stack.task_rows(dag_id, run_id)
+        return len(rows) == 3 and all(r.state == "running" and r.external_executor_id for r in rows)
+
+    wait_until(all_running, 240, "slow tasks never all ran")
+    stack.kill("scheduler")
+    time.sleep(2)
+    stack.start_process("scheduler", "scheduler")
+    assert stack.wait_for_run(dag_id, run_id, timeout=300) == "success"
+    rows = stack.task_rows(dag_id, run_id)
+    assert [r.try_number for r in rows] == [1, 1, 1]
+    stats = stack.stats()
+    for n in range(3):
+        key = try_key(dag_id, run_id, "slow", map_index=n)
+        assert stats["created_per_try"][key] == 1, (key, stats)
+    assert stats["overlapping_tries"] == []
+    assert "Adopted 3 ECS tasks" in (stack.home / "logs" / "scheduler.log").read_text()
