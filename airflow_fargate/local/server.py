@@ -68,16 +68,16 @@ _original_stop = EC2ContainerServiceBackend.stop_task
 
 def _run_task(self: EC2ContainerServiceResponse) -> ActionResult:
     runner = _State.runner
+    if runner is None:
+        return _original_run_task(self)
     token = self._get_param("clientToken")
     with _State.lock:
-        if runner:
-            runner.stats.run_task_calls += 1
+        runner.stats.run_task_calls += 1
         if token and token in _State.tokens:  # ECS idempotency: same token, same task(s)
-            if runner:
-                runner.stats.idempotent_replays += 1
+            runner.stats.idempotent_replays += 1
             tasks = [moto_tasks.find_task(self.ecs_backend, arn) for arn in _State.tokens[token]]
             return ActionResult({"tasks": [t for t in tasks if t is not None], "failures": []})
-        if runner and runner.dice.chance(_State.faults.run_task_failure_rate):
+        if runner.dice.chance(_State.faults.run_task_failure_rate):
             runner.stats.run_task_failures_injected += 1
             reason = runner.dice.choice(CAPACITY_REASONS)
             return ActionResult({"tasks": [], "failures": [{"reason": reason, "detail": "injected by local ECS"}]})
@@ -85,9 +85,8 @@ def _run_task(self: EC2ContainerServiceResponse) -> ActionResult:
         tasks = result.result["tasks"]  # type: ignore[index]
         if token:
             _State.tokens[token] = [t.task_arn for t in tasks]
-    if runner:
-        for task in tasks:
-            runner.submit(task)
+    for task in tasks:
+        runner.submit(task)
     return result
 
 
@@ -118,6 +117,15 @@ def install_patches() -> None:
     EC2ContainerServiceResponse.run_task = _run_task  # type: ignore[method-assign]
     EC2ContainerServiceBackend.describe_tasks = _describe_tasks  # type: ignore[method-assign]
     EC2ContainerServiceBackend.stop_task = _stop_task  # type: ignore[method-assign]
+
+
+def uninstall_patches() -> None:
+    """Give moto back its own handlers (so in-process moto tests are unaffected)."""
+    EC2ContainerServiceResponse.run_task = _original_run_task  # type: ignore[method-assign]
+    EC2ContainerServiceBackend.describe_tasks = _original_describe  # type: ignore[method-assign]
+    EC2ContainerServiceBackend.stop_task = _original_stop  # type: ignore[method-assign]
+    _State.runner = None
+    _State.tokens = {}
 
 
 def _json_response(start_response: Callable[..., Any], status: str, body: Any) -> list[bytes]:
@@ -220,6 +228,9 @@ class LocalEcs:
 
     def start(self) -> LocalEcs:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request is noise here
+        from moto.moto_api._internal.models import moto_api_backend
+
+        moto_api_backend.reset()  # moto's state is per process: start from an empty account
         install_patches()
         _State.faults = self.faults
         _State.tokens = {}
@@ -237,7 +248,7 @@ class LocalEcs:
             self.runner.close()
         if self._server:
             self._server.stop()
-        _State.runner = None
+        uninstall_patches()
 
     def client(self, service: str) -> Any:
         session: Any = boto3.session.Session()

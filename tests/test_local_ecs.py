@@ -1,0 +1,257 @@
+"""The local ECS endpoint over HTTP: lifecycle, stop, logs, idempotency and every fault switch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from airflow_fargate.local.faults import Faults, TokenBucket
+from airflow_fargate.local.runner import try_key
+from airflow_fargate.local.server import LocalEcs
+
+
+@pytest.fixture
+def local() -> Iterator[LocalEcs]:
+    ecs = LocalEcs(runtime="process", stop_grace_seconds=1).start()
+    try:
+        yield ecs
+    finally:
+        ecs.stop()
+
+
+def run(
+    ecs: LocalEcs, command: list[str], token: str | None = None, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    override: dict[str, Any] = {"name": ecs.config.container_name, "command": command}
+    if env:
+        override["environment"] = [{"name": k, "value": v} for k, v in env.items()]
+    kwargs: dict[str, Any] = {
+        "cluster": ecs.config.cluster,
+        "taskDefinition": ecs.config.family,
+        "launchType": "FARGATE",
+        "overrides": {"containerOverrides": [override]},
+    }
+    if token:
+        kwargs["clientToken"] = token
+    return ecs.client("ecs").run_task(**kwargs)
+
+
+def describe(ecs: LocalEcs, arn: str) -> dict[str, Any] | None:
+    tasks = ecs.client("ecs").describe_tasks(cluster=ecs.config.cluster, tasks=[arn])["tasks"]
+    return tasks[0] if tasks else None
+
+
+def wait_stopped(ecs: LocalEcs, arn: str, timeout: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        task = describe(ecs, arn)
+        if task:
+            if not seen or seen[-1] != task["lastStatus"]:
+                seen.append(task["lastStatus"])
+            if task["lastStatus"] == "STOPPED":
+                task["_seen"] = seen
+                return task
+        time.sleep(0.05)
+    raise TimeoutError(f"{arn} not stopped; saw {seen}")
+
+
+def test_binds_to_loopback_only(local):
+    assert local.endpoint_url.startswith("http://127.0.0.1:")
+    env = local.scheduler_env()
+    assert env["AWS_ENDPOINT_URL"] == local.endpoint_url
+    assert env["AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER"] == local.config.cluster
+
+
+def test_task_runs_through_its_lifecycle_with_exit_code_env_and_logs(local):
+    command = [sys.executable, "-c", "import os, sys; print('value', os.environ['GREETING']); sys.exit(3)"]
+    arn = run(local, command, env={"GREETING": "hi there"})["tasks"][0]["taskArn"]
+    task = wait_stopped(local, arn)
+    assert task["_seen"][0] in ("PROVISIONING", "PENDING", "RUNNING")
+    assert task["stopCode"] == "EssentialContainerExited"
+    assert task["containers"][0]["exitCode"] == 3
+    assert task["startedAt"] and task["stoppedAt"]
+    logs = local.client("logs")
+    stream = f"airflow/{local.config.container_name}/{arn.rsplit('/', 1)[-1]}"
+    events = logs.get_log_events(logGroupName=local.config.log_group, logStreamName=stream)["events"]
+    assert [e["message"] for e in events] == ["value hi there"]
+
+
+def test_stop_task_terminates_then_kills(local):
+    ignores_term = [
+        sys.executable,
+        "-c",
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)",
+    ]
+    arn = run(local, ignores_term)["tasks"][0]["taskArn"]
+    deadline = time.monotonic() + 10
+    while describe(local, arn)["lastStatus"] != "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    local.client("ecs").stop_task(cluster=local.config.cluster, task=arn, reason="operator said so")
+    task = wait_stopped(local, arn)
+    assert task["stopCode"] == "UserInitiated"
+    assert task["stoppedReason"] == "operator said so"
+    assert task["containers"][0]["exitCode"] == 137  # SIGTERM ignored -> SIGKILL after the grace period
+
+
+def test_stop_of_unknown_task_is_an_ecs_error(local):
+    with pytest.raises(ClientError, match="InvalidParameterException"):
+        local.client("ecs").stop_task(cluster=local.config.cluster, task="0" * 32, reason="x")
+
+
+def test_client_token_is_idempotent(local):
+    first = run(local, ["true"], token="same-token")["tasks"][0]["taskArn"]
+    second = run(local, ["false"], token="same-token")["tasks"][0]["taskArn"]
+    third = run(local, ["true"], token="other-token")["tasks"][0]["taskArn"]
+    assert first == second != third
+    assert local.runner.stats.idempotent_replays == 1
+    assert local.runner.stats.tasks_created == 2
+
+
+def test_try_key_from_airflow_commands():
+    workload = json.dumps({"ti": {"dag_id": "d", "task_id": "t", "run_id": "r", "map_index": -1, "try_number": 2}})
+    assert try_key(["python", "-m", "x", "--json-string", workload]) == "d|t|r|-1|2"
+    assert try_key(["airflow", "tasks", "run", "d", "t", "r", "--local"]) == "d|t|r"
+    assert try_key(["echo"]) is None
+
+
+def set_faults(local: LocalEcs, **switches: Any) -> None:
+    request = urllib.request.Request(
+        local.endpoint_url + "/_local/faults", data=json.dumps(switches).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request) as response:
+        assert json.loads(response.read())["seed"] == switches.get("seed")
+
+
+def stats(local: LocalEcs) -> dict[str, Any]:
+    with urllib.request.urlopen(local.endpoint_url + "/_local/stats") as response:
+        return json.loads(response.read())
+
+
+def test_bad_fault_switch_is_refused(local):
+    request = urllib.request.Request(local.endpoint_url + "/_local/faults", data=b'{"typo": 1}', method="POST")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request)
+    assert "unknown fault switches: typo" in err.value.read().decode()
+
+
+def test_throttling_like_ecs(local):
+    set_faults(local, run_task_rate=0.001, run_task_burst=2, seed=1)
+    results = []
+    for _ in range(3):
+        try:
+            run(local, ["true"])
+            results.append("ok")
+        except ClientError as err:
+            results.append(err.response["Error"]["Code"])
+    assert results[:2] == ["ok", "ok"]
+    assert results[2] == "ThrottlingException"
+    assert stats(local)["run_task_throttled"] >= 1
+
+
+def test_token_bucket_refills():
+    now = [0.0]
+    bucket = TokenBucket(rate=10, burst=2, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(3)] == [True, True, False]
+    now[0] += 0.1
+    assert bucket.take() is True
+    assert bucket.take() is False
+
+
+def test_injected_run_task_failures(local):
+    set_faults(local, run_task_failure_rate=1.0, seed=2)
+    response = run(local, ["true"])
+    assert response["tasks"] == []
+    assert response["failures"][0]["reason"] in (
+        "Capacity is unavailable at this time. Please try again later or in a different availability zone",
+        "RESOURCE:MEMORY",
+        "AGENT",
+    )
+    assert stats(local)["run_task_failures_injected"] == 1
+
+
+def test_injected_start_failures(local):
+    set_faults(local, start_failure_rate=1.0, seed=3)
+    arn = run(local, ["true"])["tasks"][0]["taskArn"]
+    task = wait_stopped(local, arn)
+    assert task["stopCode"] == "TaskFailedToStart"
+    assert "RUNNING" not in task["_seen"]
+    assert task["containers"][0].get("exitCode") is None
+    assert task["containers"][0]["reason"].startswith(("CannotPullContainerError", "ResourceInitializationError"))
+
+
+def test_injected_spot_interruptions(local):
+    set_faults(local, spot_interruption_rate=1.0, seed=4)
+    arn = run(local, [sys.executable, "-c", "import time; time.sleep(30)"])["tasks"][0]["taskArn"]
+    task = wait_stopped(local, arn)
+    assert task["stopCode"] == "SpotInterruption"
+    assert task["containers"][0]["exitCode"] in (143, 137)
+    assert stats(local)["spot_interruptions"] == 1
+
+
+def test_describe_delay_hides_new_tasks(local):
+    set_faults(local, describe_delay_s=1.0, seed=5)
+    arn = run(local, ["true"])["tasks"][0]["taskArn"]
+    assert describe(local, arn) is None
+    time.sleep(1.1)
+    assert describe(local, arn) is not None
+
+
+def test_api_latency(local):
+    set_faults(local, latency_ms=300, seed=6)
+    started = time.monotonic()
+    local.client("ecs").list_clusters()
+    assert time.monotonic() - started >= 0.3
+
+
+def test_simulated_runtime_runs_nothing():
+    ecs = LocalEcs(runtime="simulate", simulate_duration=0.2).start()
+    try:
+        arn = run(ecs, ["definitely-not-a-command"])["tasks"][0]["taskArn"]
+        assert wait_stopped(ecs, arn)["containers"][0]["exitCode"] == 0
+    finally:
+        ecs.stop()
+
+
+def test_faults_from_dict_validates():
+    assert Faults.from_dict({"latency_ms": 5}).latency_ms == 5
+    with pytest.raises(ValueError, match="unknown fault switches: nope"):
+        Faults.from_dict({"nope": 1})
+
+
+def test_cli_prints_scheduler_env_and_stops_on_sigterm(tmp_path):
+    env_file = tmp_path / "env"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "airflow_fargate.local",
+            "--port",
+            "0",
+            "--runtime",
+            "process",
+            "--env-file",
+            str(env_file),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("# local ECS endpoint on http://127.0.0.1:")
+        exports = [proc.stdout.readline().strip() for _ in range(9)]
+        assert any(line.startswith("export AWS_ENDPOINT_URL=http://127.0.0.1:") for line in exports)
+        assert "export AIRFLOW__CORE__EXECUTOR=airflow_fargate.FargateExecutor" in exports
+        assert env_file.read_text().splitlines() == exports
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
