@@ -42,7 +42,9 @@ TRICKY_ARGS = [
 
 
 def test_hadolint_passes():
-    result = subprocess.run([str(BIN / "hadolint"), str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    result = subprocess.run(
+        [str(BIN / "hadolint"), str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -55,7 +57,7 @@ def test_every_hadolint_ignore_is_justified():
 
 
 def test_shellcheck_passes():
-    result = subprocess.run([str(BIN / "shellcheck"), str(ENTRYPOINT)], capture_output=True, text=True)
+    result = subprocess.run([str(BIN / "shellcheck"), str(ENTRYPOINT)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -66,7 +68,7 @@ def test_dockerfile_has_every_documented_build_arg_and_tested_versions():
         if instruction["instruction"] == "ARG":
             name, _, default = instruction["value"].partition("=")
             args[name] = default
-    assert DOCUMENTED_BUILD_ARGS <= set(args)
+    assert set(args) >= DOCUMENTED_BUILD_ARGS
     import airflow
 
     assert args["AIRFLOW_VERSION"] == airflow.__version__
@@ -113,7 +115,9 @@ def run_entrypoint(tmp_path: Path, fake_bin: Path, command: list[str], **env: st
         "S3_SYNC_RETRY_SECONDS": "0",
         **env,
     }
-    return subprocess.run(["bash", str(ENTRYPOINT), *command], env=full_env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["bash", str(ENTRYPOINT), *command], env=full_env, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def echo_args(tmp_path: Path) -> list[str]:
