@@ -37,3 +37,15 @@ clean:
 
 demo: venv
 	$(PY) -m airflow_fargate.local.demo
+
+# Benchmark venv: ours plus the reference AwsEcsExecutor (apache-airflow-providers-amazon).
+BENCH_VENV ?= .venv-bench
+BENCH_ARGS ?=
+$(BENCH_VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip uv
+	$(BENCH_VENV)/bin/uv pip install --quiet --python $(BENCH_VENV)/bin/python -e '.[local]' apache-airflow-providers-amazon
+	touch $@
+
+bench: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python benchmarks/launch_throughput.py $(BENCH_ARGS)

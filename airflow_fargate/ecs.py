@@ -7,8 +7,11 @@ owns the retry policy (launcher.py) or the decision (executor.py).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from botocore.config import Config
@@ -20,13 +23,16 @@ from airflow_fargate.ecs_types import EcsTaskState, LaunchFailure, LaunchResult
 log = logging.getLogger(__name__)
 
 DESCRIBE_BATCH = 100  # ECS DescribeTasks accepts at most 100 task ARNs per call
-# Retries inside botocore are safe for run_task because every call carries a clientToken.
+DESCRIBE_WORKERS = 10
 BOTO_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
     connect_timeout=5,
     read_timeout=20,
     user_agent_extra="airflow-fargate",
 )
+# run_task is retried by the launcher (same clientToken, so never a second task), which must
+# see each ThrottlingException to slow its token bucket: no hidden retries inside botocore.
+LAUNCH_CONFIG = BOTO_CONFIG.merge(Config(retries={"mode": "standard", "max_attempts": 1}))
 
 
 @dataclass
@@ -42,21 +48,34 @@ class EcsClient:
         self._target_factory = target_factory
         self.cluster = cluster
         self._client: Any = None
+        self._launch_client: Any = None
+        self._client_lock = threading.Lock()
         self._essential_cache: dict[str, frozenset[str] | None] = {}
+
+    def _make_client(self, config: Config) -> Any:
+        target = self._target_factory()
+        return target.session.client("ecs", endpoint_url=target.endpoint_url, config=config)
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            target = self._target_factory()
-            self._client = target.session.client("ecs", endpoint_url=target.endpoint_url, config=BOTO_CONFIG)
-        return self._client
+        with self._client_lock:  # launch/describe workers must not each build a client
+            if self._client is None:
+                self._client = self._make_client(BOTO_CONFIG)
+            return self._client
+
+    @property
+    def launch_client(self) -> Any:
+        with self._client_lock:
+            if self._launch_client is None:
+                self._launch_client = self._make_client(LAUNCH_CONFIG)
+            return self._launch_client
 
     def reset(self) -> None:
-        """Drop the client so the next call re-resolves the connection (rotated credentials)."""
-        self._client = None
+        """Drop the clients so the next call re-resolves the connection (rotated credentials)."""
+        self._client = self._launch_client = None
 
     def run_task(self, kwargs: dict[str, Any], client_token: str) -> LaunchResult:
-        response = self.client.run_task(**kwargs, clientToken=client_token)
+        response = self.launch_client.run_task(**kwargs, clientToken=client_token)
         tasks = response.get("tasks") or []
         failures = tuple(
             LaunchFailure(reason=f.get("reason", "unknown"), detail=f.get("detail"))
@@ -65,10 +84,14 @@ class EcsClient:
         return LaunchResult(EcsTaskState.from_api(tasks[0]) if tasks else None, failures)
 
     def describe_tasks(self, arns: Sequence[str]) -> DescribeResult:
+        """Describe any number of tasks: one call per 100 ARNs, the calls made concurrently."""
+        batches = [list(arns[i : i + DESCRIBE_BATCH]) for i in range(0, len(arns), DESCRIBE_BATCH)]
+        if len(batches) > 1:
+            responses = list(self._describe_pool.map(self._describe_batch, batches))
+        else:
+            responses = [self._describe_batch(batch) for batch in batches]
         result = DescribeResult()
-        for start in range(0, len(arns), DESCRIBE_BATCH):
-            batch = list(arns[start : start + DESCRIBE_BATCH])
-            response = self.client.describe_tasks(cluster=self.cluster, tasks=batch)
+        for batch, response in zip(batches, responses, strict=True):
             for task in response.get("tasks") or []:
                 state = EcsTaskState.from_api(task)
                 result.tasks[state.arn] = state
@@ -79,6 +102,14 @@ class EcsClient:
                 if arn not in result.tasks and arn not in result.missing:
                     result.missing[arn] = "MISSING"
         return result
+
+    def _describe_batch(self, batch: list[str]) -> dict[str, Any]:
+        response: dict[str, Any] = self.client.describe_tasks(cluster=self.cluster, tasks=batch)
+        return response
+
+    @cached_property
+    def _describe_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=DESCRIBE_WORKERS, thread_name_prefix="fargate-describe")
 
     def stop_task(self, arn: str, reason: str) -> None:
         self.client.stop_task(cluster=self.cluster, task=arn, reason=reason[:255])

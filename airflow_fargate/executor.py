@@ -7,6 +7,7 @@ turns the verdicts into Airflow events. sync() never raises: one task's problem 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from functools import cached_property
@@ -16,10 +17,11 @@ from airflow.executors.base_executor import BaseExecutor
 
 from airflow_fargate.aws_session import aws_target
 from airflow_fargate.compat import command_for_adopted, requeue_try_for_relaunch, stats, workload_command
-from airflow_fargate.ecs import EcsClient
+from airflow_fargate.ecs import DescribeResult, EcsClient
 from airflow_fargate.ecs_types import LaunchResult
 from airflow_fargate.errors import FargateConfigError, TaskConfigError
 from airflow_fargate.launcher import Launcher, LaunchRequest, backoff_seconds
+from airflow_fargate.poller import Poller
 from airflow_fargate.run_task import RunTaskKwargsBuilder
 from airflow_fargate.settings import ExecutorSettings, load_settings
 from airflow_fargate.tracker import Outcome, TrackedTask, Tracker, Verdict
@@ -58,8 +60,13 @@ class FargateExecutor(BaseExecutor):
         return Tracker(max_launches=self.settings.max_run_task_attempts)
 
     @cached_property
+    def poller(self) -> Poller:
+        return Poller(self._describe)
+
+    @cached_property
     def launcher(self) -> Launcher:
-        return Launcher(self.ecs.run_task)
+        settings = self.settings
+        return Launcher(self.ecs.run_task, rate=settings.run_task_rate, burst=settings.run_task_burst)
 
     # -- lifecycle --
 
@@ -67,6 +74,8 @@ class FargateExecutor(BaseExecutor):
         """Validate configuration and (optionally) AWS reachability before the scheduler runs tasks."""
         settings = self.settings
         self.kwargs_builder  # noqa: B018 - builds and validates the configured run_task kwargs
+        self.ecs.launch_client  # noqa: B018 - create clients now, not inside the first heartbeats
+        stats.gauge("fargate.tasks.running", 0)  # loads Airflow's metrics registry now, not in a heartbeat
         if settings.check_health_on_startup:
             problems = self.ecs.health_problems(settings.task_definition, settings.container_name)
             if problems:
@@ -79,7 +88,7 @@ class FargateExecutor(BaseExecutor):
     # -- accepting work --
 
     def _process_workloads(self, workloads: Sequence[Any]) -> None:
-        """Airflow 3: turn ExecuteTask workloads into container commands."""
+        """Airflow 3: accept ExecuteTask workloads (serialized to a command on a launch worker)."""
         from airflow.executors.workloads import ExecuteTask
 
         for workload in workloads:
@@ -88,18 +97,18 @@ class FargateExecutor(BaseExecutor):
             key = workload.ti.key
             self.queued_tasks.pop(key, None)
             self.running.add(key)
-            self._accept(key, workload_command(workload), workload.ti.queue, workload.ti.executor_config)
+            self._accept(TrackedTask(key, None, workload.ti.executor_config, workload.ti.queue, workload=workload))
 
     def execute_async(
         self, key: Any, command: Any, queue: str | None = None, executor_config: Any | None = None
     ) -> None:
         """Airflow 2: the base class passes an ``airflow tasks run ...`` command list."""
-        self._accept(key, list(command), queue, executor_config)
+        self._accept(TrackedTask(key, list(command), executor_config, queue))
 
-    def _accept(self, key: Any, command: list[str], queue: str | None, executor_config: Any) -> None:
-        task = TrackedTask(key=key, command=command, executor_config=executor_config, queue=queue)
+    def _accept(self, task: TrackedTask) -> None:
+        """Track a task; a bad executor_config fails it now (checked once per distinct config)."""
         try:
-            self.kwargs_builder.build(command, executor_config)
+            self.kwargs_builder.check_executor_config(task.executor_config)
         except (TaskConfigError, FargateConfigError) as err:
             self._fail(task, f"Invalid executor_config: {err}")
             return
@@ -108,7 +117,13 @@ class FargateExecutor(BaseExecutor):
     # -- the heartbeat --
 
     def sync(self) -> None:
-        """Poll running ECS tasks, then launch due ones. Never raises into the scheduler loop."""
+        """Apply finished launches, poll running ECS tasks, hand due ones to the launcher.
+
+        Never blocks on run_task and never raises into the scheduler loop."""
+        try:
+            self._apply_launches()
+        except Exception:
+            self.log.exception("FargateExecutor: applying launch results failed; will retry next heartbeat.")
         try:
             self._poll()
         except Exception:
@@ -121,32 +136,51 @@ class FargateExecutor(BaseExecutor):
         stats.gauge("fargate.tasks.running", len(self.tracker.active_arns()))
 
     def _launch_due(self) -> None:
-        now = self._clock()
+        """Hand every task whose back-off has passed to the launcher (returns at once).
+
+        Serializing the workload and building/validating kwargs happen on the launch workers,
+        so a heartbeat costs O(1) per task whatever N is."""
         requests = []
-        for task in self.tracker.due_for_launch(now):
-            try:
-                if task.command is None:  # adopted, and now it must be relaunched
-                    task.command = command_for_adopted(task.ti)
-                kwargs = self.kwargs_builder.build(task.command, task.executor_config)
-            except Exception as err:
-                self._fail(task, f"Cannot build run_task kwargs: {err}")
+        for task in self.tracker.due_for_launch(self._clock()):
+            if task.command is None and task.workload is None:  # adopted, and now it must be relaunched
+                try:
+                    task.command = command_for_adopted(task.ti)  # needs the ORM: scheduler thread only
+                except Exception as err:
+                    self._fail(task, f"Cannot rebuild the command of adopted task: {err}")
+                    continue
+            task.launching = True
+            build = functools.partial(self._kwargs_for, task.command, task.workload, task.executor_config)
+            requests.append(LaunchRequest(task.key, build, self.tracker.client_token(task.key)))
+        self.launcher.submit(requests)
+
+    def _kwargs_for(self, command: list[str] | None, workload: Any, executor_config: Any) -> dict[str, Any]:
+        """run_task kwargs for one launch (runs on a launch worker thread; touches no shared state)."""
+        return self.kwargs_builder.build(
+            command if command is not None else workload_command(workload), executor_config
+        )
+
+    def _apply_launches(self) -> None:
+        """Turn finished run_task calls into tracker state and Airflow events (scheduler thread)."""
+        if "launcher" not in self.__dict__:
+            return
+        now = self._clock()
+        launched = 0
+        for request, outcome in self.launcher.drain():
+            task = self.tracker.get(request.key)
+            if task is None or not task.launching:  # revoked or failed while the call was in flight
+                if isinstance(outcome, LaunchResult) and outcome.task is not None:
+                    self._stop_quietly(outcome.task.arn, "Airflow no longer wants this task (revoked during launch)")
                 continue
-            requests.append(LaunchRequest(task.key, kwargs, self.tracker.client_token(task.key)))
-        for request, outcome in self.launcher.launch(requests):
-            launched = self.tracker.get(request.key)
-            if launched is None:  # revoked meanwhile
-                continue
-            task = launched
             if isinstance(outcome, LaunchResult):
                 assert outcome.task is not None
                 self.tracker.record_launch(task.key, outcome.task.arn, now)
                 stats.incr("fargate.run_task.success")
-                self.log.info("Launched %s as ECS task %s (launch %d).", task.key, outcome.task.arn, task.launches)
+                self.log.debug("Launched %s as ECS task %s (launch %d).", task.key, outcome.task.arn, task.launches)
+                launched += 1
                 # RUNNING with the ARN as info: the scheduler stores it as external_executor_id.
                 self.running_state(task.key, outcome.task.arn)
                 continue
-            throttled = "throttl" in outcome.reason.lower()
-            stats.incr("fargate.run_task.throttled" if throttled else "fargate.run_task.failure")
+            stats.incr("fargate.run_task.failure")
             retry_at = now + backoff_seconds(task.launches + 1) if outcome.retryable else None
             verdict = self.tracker.record_launch_failure(task.key, outcome.reason, retry_at, outcome.outcome_unknown)
             if verdict.outcome is Outcome.FAILED:
@@ -155,18 +189,45 @@ class FargateExecutor(BaseExecutor):
                 self.log.warning(
                     "Launching %s failed (%s); retrying in %.0fs.", task.key, outcome.reason, (retry_at or now) - now
                 )
+        if launched:
+            self.log.info("Launched %d ECS task(s); %d launch(es) in flight.", launched, self.launcher.in_flight)
+        throttled, self.launcher.throttled = self.launcher.throttled, 0
+        if throttled:
+            stats.incr("fargate.run_task.throttled", throttled)
 
-    def _poll(self) -> None:
+    def _stop_quietly(self, arn: str, reason: str) -> None:
+        try:
+            self.ecs.stop_task(arn, reason)
+        except Exception:
+            self.log.exception("Could not stop ECS task %s", arn)
+
+    def _poll(self, request_next: bool = True) -> None:
+        """Apply the last background describe, then start the next one (never waits on ECS)."""
+        answer = self.poller.take()
+        if isinstance(answer, Exception):
+            raise answer
+        if answer is not None:
+            self._apply_describe(answer)
+        if request_next and self.tracker.active_arns():
+            self.poller.request(self.tracker.active_arns())
+
+    def _poll_now(self) -> None:
+        """Describe and apply synchronously (shutdown paths, where waiting is the point)."""
         arns = self.tracker.active_arns()
-        if not arns:
-            return
+        if arns:
+            self._apply_describe(self._describe(arns))
+
+    def _describe(self, arns: Sequence[str]) -> DescribeResult:
         started = time.perf_counter()
         result = self.ecs.describe_tasks(arns)
         stats.timing("fargate.describe.latency", (time.perf_counter() - started) * 1000)
+        return result
+
+    def _apply_describe(self, result: DescribeResult) -> None:
         now = self._clock()
         for arn, state in result.tasks.items():
             task = self.tracker.by_arn(arn)
-            if task is None:
+            if task is None:  # finished, revoked or relaunched since the poll started
                 continue
             essential = (
                 self.ecs.essential_containers(state.task_definition_arn) if state.last_status == "STOPPED" else None
@@ -209,40 +270,45 @@ class FargateExecutor(BaseExecutor):
     # -- shutdown, revoke, adoption --
 
     def end(self, heartbeat_interval: float = 10) -> None:
-        """Wait for every ECS task this scheduler owns to finish (launching nothing new)."""
+        """Finish launches already handed to the launcher, then wait for every ECS task we own."""
         try:
             for task in list(self.tracker.waiting_for_launch()):
-                self._fail(task, "Scheduler is shutting down before the task could be launched")
+                if not task.launching:
+                    self._fail(task, "Scheduler is shutting down before the task could be launched")
+            self._shutdown_launcher()
             while self.tracker.active_arns():
-                self._poll()
+                self._poll_now()
                 if self.tracker.active_arns():
                     time.sleep(heartbeat_interval)
         except Exception:
             self.log.exception("FargateExecutor: error while waiting for ECS tasks to finish.")
-        finally:
-            if "launcher" in self.__dict__:
-                self.launcher.shutdown()
 
     def terminate(self) -> None:
         """Stop every ECS task this scheduler owns (SIGTERM to the scheduler), then wait briefly."""
         try:
-            for arn in self.tracker.active_arns():
-                try:
-                    self.ecs.stop_task(arn, "Airflow scheduler received SIGTERM (FargateExecutor.terminate)")
-                except Exception:
-                    self.log.exception("Could not stop ECS task %s", arn)
-            deadline = self._clock() + TERMINATE_WAIT_SECONDS
+            if "launcher" in self.__dict__:
+                for request in self.launcher.cancel_pending():
+                    if (task := self.tracker.get(request.key)) is not None:
+                        self._fail(task, "Scheduler terminated before the task was launched")
+            self._shutdown_launcher()  # calls already on the wire finish; their tasks are stopped below
             for task in list(self.tracker.waiting_for_launch()):
                 self._fail(task, "Scheduler terminated before the task was launched")
+            for arn in self.tracker.active_arns():
+                self._stop_quietly(arn, "Airflow scheduler received SIGTERM (FargateExecutor.terminate)")
+            deadline = self._clock() + TERMINATE_WAIT_SECONDS
             while self.tracker.active_arns() and self._clock() < deadline:
-                self._poll()
+                self._poll_now()
                 if self.tracker.active_arns():
                     time.sleep(1)
         except Exception:
             self.log.exception("FargateExecutor: error while terminating ECS tasks.")
-        finally:
-            if "launcher" in self.__dict__:
-                self.launcher.shutdown()
+
+    def _shutdown_launcher(self) -> None:
+        if "launcher" in self.__dict__:
+            self.launcher.shutdown(wait=True)
+            self._apply_launches()
+        if "poller" in self.__dict__:
+            self.poller.shutdown()
 
     def revoke_task(self, *, ti: Any) -> None:
         """Stop the task's ECS task and forget it (Airflow's stuck-in-queued handling). Never raises."""
@@ -250,12 +316,9 @@ class FargateExecutor(BaseExecutor):
         self.running.discard(ti.key)
         self.queued_tasks.pop(ti.key, None)
         if task is None or task.arn is None:
-            return
-        try:
-            self.ecs.stop_task(task.arn, "Revoked by Airflow (task stuck in queued)")
-            self.log.info("Revoked %s: stopped ECS task %s", ti.key, task.arn)
-        except Exception:
-            self.log.exception("Could not stop ECS task %s while revoking %s", task.arn, ti.key)
+            return  # a launch still in flight is stopped when its result arrives
+        self._stop_quietly(task.arn, "Revoked by Airflow (task stuck in queued)")
+        self.log.info("Revoked %s: stopped ECS task %s", ti.key, task.arn)
 
     def try_adopt_task_instances(self, tis: Sequence[Any]) -> Sequence[Any]:
         """Adopt tasks launched by a dead scheduler: their external_executor_id is the task ARN."""

@@ -1,14 +1,19 @@
 """Launch tasks on ECS and decide what a failed launch means (the one place for retry policy).
 
-run_task calls for one heartbeat are made concurrently by a small thread pool (boto3 clients are
-thread-safe), so N queued tasks cost about N / workers API round trips instead of N.
+run_task calls never run on the scheduler's heartbeat thread: ``submit()`` hands requests to a
+small pool of worker threads paced by an adaptive token bucket (sized to the ECS quota; halved
+on every ThrottlingException, growing back on success), and ``drain()`` returns finished
+outcomes for the executor to apply on the scheduler thread. A throttled call is retried by the
+launcher itself and never costs one of the task's launch attempts.
 """
 
 from __future__ import annotations
 
 import random
+import threading
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +47,7 @@ RETRYABLE_CODES = frozenset(
         "RequestExpired",
     }
 )
+THROTTLING_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"})
 # Errors after which ECS may already have started the task: retry with the same clientToken.
 OUTCOME_UNKNOWN_CODES = frozenset(
     {"ServerException", "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "InternalError"}
@@ -97,34 +103,182 @@ def classify_failures(failures: Sequence[LaunchFailure]) -> LaunchError:
     return LaunchError(reason or "run_task returned no task and no failure", retryable=True)
 
 
+def is_throttling(err: BaseException) -> bool:
+    """ThrottlingException and friends: ECS asks us to slow down; nothing was started."""
+    if not isinstance(err, ClientError):
+        return False
+    error = err.response.get("Error", {})
+    code, message = str(error.get("Code", "")), str(error.get("Message", "")).lower()
+    return code in THROTTLING_CODES or "throttl" in message or "rate exceeded" in message
+
+
 @dataclass(frozen=True)
 class LaunchRequest:
+    """One run_task call to make; ``build`` makes its kwargs on the worker thread."""
+
     key: Any
-    kwargs: dict[str, Any]
+    build: Callable[[], dict[str, Any]]
     client_token: str
 
 
+class AdaptiveRateLimiter:
+    """Token bucket (``burst`` tokens, ``rate`` per second) with AIMD: a throttle halves the rate
+    and empties the bucket, each success adds ``increase`` back up to the configured rate.
+    Never sleeps itself: ``reserve()`` says how long the caller should wait."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        min_rate: float = 0.5,
+        increase: float = 0.5,
+    ) -> None:
+        self.max_rate = rate
+        self.rate = rate
+        self.burst = max(1, burst)
+        self.min_rate = min(min_rate, rate)
+        self.increase = increase
+        self._clock = clock
+        self._tokens = float(self.burst)
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+
+    def reserve(self) -> float:
+        """Take a token and return 0, or return the seconds until one will be available."""
+        with self._lock:
+            self._refill()
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return 0.0
+            return (1 - self._tokens) / self.rate
+
+    def on_throttle(self) -> None:
+        with self._lock:
+            self._refill()
+            self.rate = max(self.min_rate, self.rate / 2)
+            self._tokens = min(self._tokens, 0.0)
+
+    def on_success(self) -> None:
+        with self._lock:
+            self.rate = min(self.max_rate, self.rate + self.increase)
+
+
+Outcome = LaunchResult | LaunchError
+
+
 class Launcher:
-    """Runs a batch of run_task calls concurrently and returns each outcome."""
+    """Worker pool for run_task: FIFO, paced, never on the caller's thread."""
 
-    def __init__(self, run_task: Callable[[dict[str, Any], str], LaunchResult], max_workers: int = 10) -> None:
+    def __init__(
+        self,
+        run_task: Callable[[dict[str, Any], str], LaunchResult],
+        *,
+        rate: float = 20.0,
+        burst: int = 100,
+        max_workers: int = 10,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._run_task = run_task
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="fargate-launch")
+        self.limiter = AdaptiveRateLimiter(rate, burst, clock)
+        self._sleep = sleep
+        self._max_workers = max_workers
+        self._pending: deque[LaunchRequest] = deque()
+        self._done: deque[tuple[LaunchRequest, Outcome]] = deque()
+        self._busy = 0
+        self._closing = False
+        self._cond = threading.Condition()
+        self._workers: list[threading.Thread] = []
+        self.throttled = 0
 
-    def _launch_one(self, request: LaunchRequest) -> LaunchResult | LaunchError:
+    def submit(self, requests: Sequence[LaunchRequest]) -> None:
+        """Queue requests (returns at once); outcomes come back through ``drain()``."""
+        if not requests:
+            return
+        with self._cond:
+            if self._closing:
+                raise RuntimeError("launcher is shut down")
+            self._pending.extend(requests)
+            while len(self._workers) < min(self._max_workers, len(self._pending) + self._busy):
+                worker = threading.Thread(target=self._work, daemon=True, name=f"fargate-launch-{len(self._workers)}")
+                self._workers.append(worker)
+                worker.start()
+            self._cond.notify_all()
+
+    def drain(self) -> list[tuple[LaunchRequest, Outcome]]:
+        """Finished launches since the last call, in completion order. Never blocks."""
+        with self._cond:
+            done = list(self._done)
+            self._done.clear()
+        return done
+
+    @property
+    def in_flight(self) -> int:
+        """Requests queued or being sent."""
+        with self._cond:
+            return len(self._pending) + self._busy
+
+    def cancel_pending(self) -> list[LaunchRequest]:
+        """Withdraw requests not yet sent (terminate); calls already on the wire still finish."""
+        with self._cond:
+            cancelled = list(self._pending)
+            self._pending.clear()
+        return cancelled
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop accepting work; with ``wait``, let every queued request be sent first."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if wait:
+            for worker in list(self._workers):
+                worker.join()
+
+    def _take(self) -> LaunchRequest | None:
+        with self._cond:
+            while not self._pending:
+                if self._closing:
+                    return None
+                self._cond.wait()
+            self._busy += 1
+            return self._pending.popleft()
+
+    def _work(self) -> None:
+        while (request := self._take()) is not None:
+            try:
+                outcome = self._launch_paced(request)
+            except Exception as err:  # never let a worker die with a request in hand
+                outcome = classify_exception(err)
+            with self._cond:
+                self._busy -= 1
+                if outcome is None:  # throttled: back to the front, it keeps its place
+                    self._pending.appendleft(request)
+                else:
+                    self._done.append((request, outcome))
+                self._cond.notify_all()
+
+    def _launch_paced(self, request: LaunchRequest) -> Outcome | None:
         try:
-            result = self._run_task(request.kwargs, request.client_token)
-        except Exception as err:  # classified, never raised into the scheduler loop
+            kwargs = request.build()
+        except Exception as err:  # e.g. TaskConfigError: this task's kwargs are invalid
+            return LaunchError(f"Cannot build run_task kwargs: {err}", retryable=False)
+        while (delay := self.limiter.reserve()) > 0:
+            self._sleep(delay)
+        try:
+            result = self._run_task(kwargs, request.client_token)
+        except Exception as err:
+            if is_throttling(err):
+                self.throttled += 1
+                self.limiter.on_throttle()
+                return None
             return classify_exception(err)
+        self.limiter.on_success()
         if result.task is None:
             return classify_failures(result.failures)
         return result
-
-    def launch(self, requests: Sequence[LaunchRequest]) -> list[tuple[LaunchRequest, LaunchResult | LaunchError]]:
-        """Launch all requests; results come back in request order."""
-        if len(requests) <= 1:
-            return [(r, self._launch_one(r)) for r in requests]
-        return list(zip(requests, self._pool.map(self._launch_one, requests), strict=True))
-
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True)

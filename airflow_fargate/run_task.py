@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from airflow_fargate.settings import ExecutorSettings, option_label
 Builder = Callable[[Sequence[str]], Mapping[str, Any]]
 EXECUTOR_ENV = {"name": "AIRFLOW_IS_EXECUTOR_CONTAINER", "value": "true"}
 SAMPLE_COMMAND = ("airflow", "version")
+CHECK_CACHE_SIZE = 4096  # distinct valid executor_configs remembered
 # Exclusive pairs: setting one in a higher layer drops the other from lower layers.
 _EXCLUSIVE = {"launchType": "capacityProviderStrategy", "capacityProviderStrategy": "launchType"}
 
@@ -81,7 +83,9 @@ def config_layer(settings: ExecutorSettings) -> dict[str, Any]:
         vpc["subnets"] = list(settings.subnets)
     if settings.security_groups:
         vpc["securityGroups"] = list(settings.security_groups)
-    if settings.assign_public_ip is not None:
+    # DISABLED alone is ECS's default and needs no awsvpc block (the amazon provider declares
+    # assign_public_ip = False by default in the same section).
+    if settings.assign_public_ip or (vpc and settings.assign_public_ip is not None):
         vpc["assignPublicIp"] = "ENABLED" if settings.assign_public_ip else "DISABLED"
     if vpc:
         kwargs["networkConfiguration"] = {"awsvpcConfiguration": vpc}
@@ -132,6 +136,7 @@ class RunTaskKwargsBuilder:
             else None
         )
         self._static_base = None if self._custom else config_layer(settings)
+        self._valid_configs: set[str] = set()
         # Fail at scheduler start, not on the first task, if the configured layers are invalid.
         self.build(list(SAMPLE_COMMAND), None)
 
@@ -215,6 +220,25 @@ class RunTaskKwargsBuilder:
                 raise TaskConfigError(f"executor_config gives invalid ECS run_task kwargs: {problems}")
             raise FargateConfigError(f"The configured ECS run_task kwargs are invalid: {problems}")
         return kwargs
+
+    def check_executor_config(self, executor_config: Any) -> None:
+        """Raise TaskConfigError if this executor_config cannot give valid kwargs. The answer does not
+        depend on the command, so it is cached per distinct config: O(1) for the usual task."""
+        if executor_config is None:
+            return
+        try:
+            cache_key = json.dumps(executor_config, sort_keys=True, default=repr)
+        except (TypeError, ValueError):  # keys json cannot sort: check without caching
+            self.build(list(SAMPLE_COMMAND), executor_config)
+            return
+        self._check_cached(cache_key, executor_config)
+
+    def _check_cached(self, cache_key: str, executor_config: Any) -> None:
+        if cache_key in self._valid_configs:
+            return
+        self.build(list(SAMPLE_COMMAND), executor_config)
+        if len(self._valid_configs) < CHECK_CACHE_SIZE:
+            self._valid_configs.add(cache_key)
 
     def _inject_and_default(self, base: dict[str, Any], command: Sequence[str]) -> dict[str, Any]:
         kwargs = apply_defaults(copy.deepcopy(base))

@@ -49,6 +49,8 @@ class ExecutorSettings:
     run_task_kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     execution_config_function: str | None = None
     max_run_task_attempts: int = 3
+    run_task_rate: float = 20.0
+    run_task_burst: int = 100
     check_health_on_startup: bool = True
     # setting name -> where its value came from, e.g. "[fargate] cluster (env)"
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -160,6 +162,16 @@ def _positive_int(setting: str, raw: str) -> int:
     return value
 
 
+def _positive_float(setting: str, raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise FargateConfigError(f"{option_label(setting)} must be a number, got {raw!r}.") from None
+    if not value > 0:
+        raise FargateConfigError(f"{option_label(setting)} must be greater than 0, got {raw!r}.")
+    return value
+
+
 def load_settings(conf: ConfigSource | None = None) -> ExecutorSettings:
     """Read, merge and validate both sections; raise FargateConfigError naming the bad option."""
     if conf is None:
@@ -212,6 +224,8 @@ def load_settings(conf: ConfigSource | None = None) -> ExecutorSettings:
         run_task_kwargs=MappingProxyType(run_task_kwargs),
         execution_config_function=clean.get("execution_config_function") or None,
         max_run_task_attempts=_positive_int("max_run_task_attempts", clean["max_run_task_attempts"]),
+        run_task_rate=_positive_float("run_task_rate", clean["run_task_rate"]),
+        run_task_burst=_positive_int("run_task_burst", clean["run_task_burst"]),
         check_health_on_startup=_bool("check_health_on_startup", clean["check_health_on_startup"]),
         sources=MappingProxyType(sources),
     )

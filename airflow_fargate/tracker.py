@@ -104,9 +104,10 @@ class TrackedTask:
     next_attempt_at: float = 0.0
     launched_at: float | None = None
     missing_since: float | None = None
-    reported_running: bool = False
+    launching: bool = False  # a run_task request is with the launcher
     reasons: list[str] = field(default_factory=list)
     ti: Any = None  # the adopted TaskInstance, to rebuild the command if it must be relaunched
+    workload: Any = None  # Airflow 3 ExecuteTask; serialized into the command at launch time
 
 
 class Tracker:
@@ -143,8 +144,8 @@ class Tracker:
         return task
 
     def due_for_launch(self, now: float) -> list[TrackedTask]:
-        """Tasks without a running ECS task whose back-off has passed, oldest first."""
-        return [t for t in self._tasks.values() if t.arn is None and t.next_attempt_at <= now]
+        """Tasks without an ECS task or a launch in progress whose back-off has passed, oldest first."""
+        return [t for t in self._tasks.values() if t.arn is None and not t.launching and t.next_attempt_at <= now]
 
     def waiting_for_launch(self) -> Iterator[TrackedTask]:
         return (t for t in self._tasks.values() if t.arn is None)
@@ -161,6 +162,7 @@ class Tracker:
     def record_launch(self, key: Any, arn: str, now: float) -> None:
         task = self._tasks[key]
         task.launches += 1
+        task.launching = False
         task.arn = arn
         task.launched_at = now
         task.missing_since = None
@@ -180,6 +182,7 @@ class Tracker:
         """
         task = self._tasks[key]
         task.launches += 1
+        task.launching = False
         task.reasons.append(reason)
         if not outcome_unknown:
             task.token_generation += 1

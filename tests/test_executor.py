@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -57,8 +59,29 @@ def calls(executor: FargateExecutor, operation: str) -> list[dict[str, Any]]:
     def hook(params, **_):
         seen.append(dict(params))
 
-    executor.ecs.client.meta.events.register(f"provide-client-params.ecs.{operation}", hook)
+    for client in (executor.ecs.client, executor.ecs.launch_client):
+        client.meta.events.register(f"provide-client-params.ecs.{operation}", hook)
     return seen
+
+
+def beat(executor: FargateExecutor) -> None:
+    """One scheduler heartbeat, then (as the next heartbeat would) apply the launches it started."""
+    executor.heartbeat()
+    wait_idle(executor)
+    executor._apply_launches()
+    executor._poll(request_next=False)
+
+
+def wait_idle(executor: FargateExecutor) -> None:
+    """Until no run_task or describe_tasks call of the executor is in flight."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        launching = "launcher" in executor.__dict__ and executor.launcher.in_flight
+        polling = "poller" in executor.__dict__ and executor.poller.busy
+        if not launching and not polling:
+            return
+        time.sleep(0.005)
+    raise TimeoutError("executor calls still in flight")
 
 
 def events(executor: FargateExecutor) -> dict[TaskInstanceKey, tuple[Any, Any]]:
@@ -116,7 +139,7 @@ def test_launches_the_workload_command_into_the_container(executor, ecs):
     )
     (key,) = queue(executor, workload)
     run_calls = calls(executor, "RunTask")
-    executor.heartbeat()
+    beat(executor)
     assert len(run_calls) == 1
     sent = run_calls[0]
     override = sent["overrides"]["containerOverrides"][0]
@@ -143,33 +166,33 @@ def test_launches_the_workload_command_into_the_container(executor, ecs):
 )
 def test_final_states(executor, ecs, exit_codes, stop_code, expected):
     (key,) = queue(executor, make_workload())
-    executor.heartbeat()
+    beat(executor)
     events(executor)
     (arn,) = ecs.all_task_arns()
     for status in ("PROVISIONING", "PENDING", "RUNNING"):
         ecs.set_state(arn, status)
-        executor.heartbeat()
+        beat(executor)
         assert events(executor) == {}
         assert key in executor.running
     ecs.set_state(arn, "STOPPED", exit_codes=exit_codes, stop_code=stop_code)
-    executor.heartbeat()
+    beat(executor)
     state, info = events(executor)[key]
     assert state == expected
     assert key not in executor.running
     if expected == TaskInstanceState.FAILED:
         assert "base exit 3" in info
         assert "fargate task failed" in [log.event for log in executor._task_event_logs]
-    executor.heartbeat()
+    beat(executor)
     assert events(executor) == {}  # reported once, then forgotten
 
 
 def test_describe_is_batched_by_100(executor, ecs):
     executor.parallelism = 500
     keys = queue(executor, *[make_workload(f"t{i}") for i in range(250)])
-    executor.heartbeat()
+    beat(executor)
     assert len(ecs.all_task_arns()) == 250
     describe_calls = calls(executor, "DescribeTasks")
-    executor.heartbeat()
+    beat(executor)
     assert sorted(len(c["tasks"]) for c in describe_calls) == [50, 100, 100]
     assert all(k in executor.running for k in keys)
 
@@ -182,7 +205,7 @@ def test_invalid_executor_config_fails_only_that_task(executor, ecs):
             "bad", executor_config={"overrides": {"containerOverrides": [{"name": CONTAINER, "cpu": "lots"}]}}
         ),
     )
-    executor.heartbeat()
+    beat(executor)
     buffer = events(executor)
     assert buffer[good][0] == TaskInstanceState.RUNNING
     state, reason = buffer[bad]
@@ -193,13 +216,15 @@ def test_invalid_executor_config_fails_only_that_task(executor, ecs):
 
 def test_sync_survives_describe_errors(executor, ecs, monkeypatch, capfd):
     (key,) = queue(executor, make_workload())
-    executor.heartbeat()
+    beat(executor)
 
     def broken(arns):
         raise ClientError({"Error": {"Code": "ServerException", "Message": "down"}}, "DescribeTasks")
 
     monkeypatch.setattr(executor.ecs, "describe_tasks", broken)
-    executor.heartbeat()
+    executor.heartbeat()  # starts a describe in the background; it fails there
+    wait_idle(executor)
+    executor.heartbeat()  # the failure surfaces here, logged, not raised
     assert "describing ECS tasks failed" in capfd.readouterr().out
     assert key in executor.running
 
@@ -226,18 +251,39 @@ def test_transient_failures_back_off_and_keep_the_token_when_outcome_unknown(exe
     throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "RunTask")
     tokens = failing_run_task(executor, monkeypatch, [ReadTimeoutError(endpoint_url="x"), throttled])
     (key,) = queue(executor, make_workload())
-    executor.heartbeat()  # read timeout: ECS may have started it
+    beat(executor)  # read timeout: ECS may have started it
     assert events(executor) == {}
-    executor.heartbeat()  # still backing off: no call
+    assert executor.tracker.get(key).launches == 1
+    beat(executor)  # still backing off: no call
     assert len(tokens) == 1
     executor._clock.now += 10
-    executor.heartbeat()  # throttled
-    assert tokens[1] == tokens[0]  # same clientToken after an unknown outcome
-    executor._clock.now += 10
-    executor.heartbeat()  # succeeds
-    assert tokens[2] != tokens[1]  # throttling surely started nothing: new token
+    beat(executor)  # throttled, retried by the launcher itself, then launched
+    assert tokens == [tokens[0]] * 3  # same clientToken after an unknown outcome and a throttle
     assert events(executor)[key][0] == TaskInstanceState.RUNNING
+    assert executor.tracker.get(key).launches == 2  # the throttle did not cost a launch attempt
     assert len(ecs.all_task_arns()) == 1
+
+
+def test_capacity_failure_changes_the_token(executor, ecs, monkeypatch):
+    from airflow_fargate.ecs_types import LaunchFailure, LaunchResult
+
+    real = executor.ecs.run_task
+    tokens: list[str] = []
+
+    def run_task(kwargs, client_token):
+        tokens.append(client_token)
+        if len(tokens) == 1:  # ECS answered: nothing started, so the next call needs a new token
+            return LaunchResult(None, (LaunchFailure("RESOURCE:MEMORY"),))
+        return real(kwargs, client_token)
+
+    monkeypatch.setattr(executor.ecs, "run_task", run_task)
+    (key,) = queue(executor, make_workload())
+    beat(executor)
+    executor._clock.now += 10
+    beat(executor)
+    assert len(tokens) == 2
+    assert tokens[0] != tokens[1]
+    assert events(executor)[key][0] == TaskInstanceState.RUNNING
 
 
 def test_launch_fails_after_max_run_task_attempts(executor, ecs, monkeypatch):
@@ -247,7 +293,7 @@ def test_launch_fails_after_max_run_task_attempts(executor, ecs, monkeypatch):
     tokens = failing_run_task(executor, monkeypatch, list(no_capacity))
     (key,) = queue(executor, make_workload())
     for _ in range(3):
-        executor.heartbeat()
+        beat(executor)
         executor._clock.now += 1000
     state, reason = events(executor)[key]
     assert state == TaskInstanceState.FAILED
@@ -262,7 +308,7 @@ def test_non_retryable_launch_error_fails_at_once(executor, ecs, monkeypatch):
     )
     failing_run_task(executor, monkeypatch, [denied])
     (key,) = queue(executor, make_workload())
-    executor.heartbeat()
+    beat(executor)
     state, reason = events(executor)[key]
     assert state == TaskInstanceState.FAILED
     assert "not authorized to perform: ecs:RunTask" in reason
@@ -271,16 +317,19 @@ def test_non_retryable_launch_error_fails_at_once(executor, ecs, monkeypatch):
 def test_client_token_is_stable_for_a_try_and_differs_between_tries(executor, ecs):
     seen = calls(executor, "RunTask")
     queue(executor, make_workload("a", try_number=1))
-    executor.heartbeat()
+    beat(executor)
     other = FargateExecutor()
     other._clock = FakeClock()
-    other.ecs.client.meta.events.register("provide-client-params.ecs.RunTask", lambda params, **_: seen.append(params))
+    other.ecs.launch_client.meta.events.register(
+        "provide-client-params.ecs.RunTask", lambda params, **_: seen.append(dict(params))
+    )
     queue(other, make_workload("a", try_number=1), make_workload("a", run_id="run2"))
-    other.heartbeat()
+    beat(other)
     queue(executor, make_workload("a", try_number=2))
-    executor.heartbeat()
+    beat(executor)
     tokens = [c["clientToken"] for c in seen]
-    assert tokens[0] == tokens[1]  # same try, same launch: same token, even from another scheduler
+    assert len(tokens) == 4
+    assert tokens.count(tokens[0]) == 2  # same try, same launch: same token, even from another scheduler
     assert len(set(tokens)) == 3
 
 
@@ -292,18 +341,18 @@ def test_spot_interruption_relaunches_the_same_try(executor, ecs, monkeypatch):
 
     monkeypatch.setattr(executor, "_requeue_try", requeue)
     (key,) = queue(executor, make_workload())
-    executor.heartbeat()
+    beat(executor)
     events(executor)
     (first,) = ecs.all_task_arns()
     ecs.set_state(first, "STOPPED", stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted.")
-    executor.heartbeat()
+    beat(executor)
     assert events(executor) == {}
     executor._clock.now += 1000
-    executor.heartbeat()
+    beat(executor)
     (second,) = set(ecs.all_task_arns()) - {first}
     assert events(executor)[key] == (TaskInstanceState.RUNNING, second)
     ecs.set_state(second, "STOPPED", exit_codes={"base": 0})
-    executor.heartbeat()
+    beat(executor)
     assert events(executor)[key][0] == TaskInstanceState.SUCCESS
     assert requeued == [key]
 
@@ -311,11 +360,11 @@ def test_spot_interruption_relaunches_the_same_try(executor, ecs, monkeypatch):
 def test_no_relaunch_when_the_try_already_ended(executor, ecs, monkeypatch):
     monkeypatch.setattr(executor, "_requeue_try", lambda key: "task instance is failed")
     (key,) = queue(executor, make_workload())
-    executor.heartbeat()
+    beat(executor)
     events(executor)
     (arn,) = ecs.all_task_arns()
     ecs.set_state(arn, "STOPPED", stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted.")
-    executor.heartbeat()
+    beat(executor)
     state, reason = events(executor)[key]
     assert state == TaskInstanceState.FAILED
     assert "not relaunched: task instance is failed" in reason
@@ -333,7 +382,7 @@ def test_requeue_without_a_task_instance_row_refuses(airflow_db):
 
 def test_adopts_tasks_by_external_executor_id(executor, ecs):
     keys = queue(executor, make_workload("a"), make_workload("b"))
-    executor.heartbeat()
+    beat(executor)
     arns = {key: arn for key, (_, arn) in events(executor).items()}
     # the scheduler died; a new one gets the TIs from the DB
     new = FargateExecutor()
@@ -353,14 +402,14 @@ def test_adopts_tasks_by_external_executor_id(executor, ecs):
     assert set(keys) <= new.running
     ecs.set_state(arns[keys[0]], "STOPPED", exit_codes={"base": 0})
     ecs.set_state(arns[keys[1]], "RUNNING")
-    new.heartbeat()
+    beat(new)
     assert events(new) == {keys[0]: (TaskInstanceState.SUCCESS, arns[keys[0]])}
     assert len(ecs.all_task_arns()) == 2  # nothing relaunched
 
 
 def test_revoke_stops_the_task_and_forgets_it(executor, ecs):
     (key,) = queue(executor, make_workload())
-    executor.heartbeat()
+    beat(executor)
     events(executor)
     (arn,) = ecs.all_task_arns()
     ecs.task(arn)
@@ -368,14 +417,14 @@ def test_revoke_stops_the_task_and_forgets_it(executor, ecs):
     assert key not in executor.running
     assert ecs.task(arn).last_status == "STOPPED"
     assert "Revoked by Airflow" in ecs.task(arn).stopped_reason
-    executor.heartbeat()
+    beat(executor)
     assert events(executor) == {}  # revoke adds no event
     executor.revoke_task(ti=SimpleNamespace(key=key))  # twice is harmless
 
 
 def test_terminate_stops_everything_with_a_reason(executor, ecs):
     keys = queue(executor, make_workload("a"), make_workload("b"))
-    executor.heartbeat()
+    beat(executor)
     events(executor)
     for arn in ecs.all_task_arns():
         ecs.task(arn)  # freeze: moto would otherwise report exit code 0
@@ -388,7 +437,7 @@ def test_terminate_stops_everything_with_a_reason(executor, ecs):
 
 def test_end_waits_for_running_tasks(executor, ecs, monkeypatch):
     (key,) = queue(executor, make_workload())
-    executor.heartbeat()
+    beat(executor)
     events(executor)
     (arn,) = ecs.all_task_arns()
     ecs.set_state(arn, "RUNNING")
@@ -406,3 +455,82 @@ def test_end_waits_for_running_tasks(executor, ecs, monkeypatch):
 
 def test_family_is_registered(ecs):
     assert ecs.client.describe_task_definition(taskDefinition=FAMILY)["taskDefinition"]["family"] == FAMILY
+
+
+# ---- launches off the heartbeat thread ------------------------------------------------------------
+
+
+def blocking_run_task(executor, monkeypatch):
+    """run_task that waits until released: a launch 'on the wire' for as long as the test wants."""
+    release = threading.Event()
+    real = executor.ecs.run_task
+
+    def run_task(kwargs, client_token):
+        assert release.wait(30)
+        return real(kwargs, client_token)
+
+    monkeypatch.setattr(executor.ecs, "run_task", run_task)
+    return release
+
+
+def test_heartbeat_never_waits_for_run_task(executor, ecs, monkeypatch):
+    release = blocking_run_task(executor, monkeypatch)
+    keys = queue(executor, *[make_workload(f"t{i}") for i in range(5)])
+    executor.heartbeat()  # returns although every run_task call is still blocked
+    executor.heartbeat()
+    assert executor.launcher.in_flight == 5
+    assert events(executor) == {}
+    assert all(executor.tracker.get(k).launching for k in keys)
+    release.set()
+    beat(executor)
+    assert {k: s for k, (s, _) in events(executor).items()} == {k: TaskInstanceState.RUNNING for k in keys}
+    assert len(ecs.all_task_arns()) == 5  # launched once each, although heartbeats kept coming
+
+
+def test_end_waits_for_in_flight_launches(executor, ecs, monkeypatch):
+    release = blocking_run_task(executor, monkeypatch)
+    (key,) = queue(executor, make_workload())
+    executor.heartbeat()
+    threading.Timer(0.3, release.set).start()
+
+    def sleep(seconds):
+        for arn in ecs.all_task_arns():
+            ecs.set_state(arn, "STOPPED", exit_codes={"base": 0})
+
+    monkeypatch.setattr("airflow_fargate.executor.time.sleep", sleep)
+    executor.end(heartbeat_interval=1)
+    buffer = events(executor)
+    assert buffer[key][0] == TaskInstanceState.SUCCESS  # launched after end() began, then waited for
+    assert len(ecs.all_task_arns()) == 1
+
+
+def test_terminate_cancels_queued_launches_and_stops_launched_ones(executor, ecs, monkeypatch):
+    release = blocking_run_task(executor, monkeypatch)
+    executor.launcher._max_workers = 1  # one call on the wire, the rest queued
+    keys = queue(executor, *[make_workload(f"t{i}") for i in range(3)])
+    executor.heartbeat()
+    deadline = time.monotonic() + 10
+    while executor.launcher.in_flight != 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    threading.Timer(0.3, release.set).start()
+    executor.terminate()
+    (arn,) = ecs.all_task_arns()  # only the call already on the wire created a task...
+    assert ecs.task(arn).last_status == "STOPPED"  # ...and it was stopped
+    assert "SIGTERM" in ecs.task(arn).stopped_reason
+    buffer = events(executor)
+    cancelled = [k for k in keys if "before the task was launched" in str(buffer[k][1])]
+    assert len(cancelled) == 2
+    assert {buffer[k][0] for k in cancelled} == {TaskInstanceState.FAILED}
+
+
+def test_revoke_during_launch_stops_the_task_when_it_appears(executor, ecs, monkeypatch):
+    release = blocking_run_task(executor, monkeypatch)
+    (key,) = queue(executor, make_workload())
+    executor.heartbeat()
+    executor.revoke_task(ti=SimpleNamespace(key=key))
+    release.set()
+    beat(executor)
+    (arn,) = ecs.all_task_arns()
+    assert ecs.task(arn).last_status == "STOPPED"
+    assert "revoked during launch" in ecs.task(arn).stopped_reason
+    assert events(executor) == {}

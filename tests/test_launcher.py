@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
 from airflow_fargate.ecs_types import EcsTaskState, LaunchFailure, LaunchResult
-from airflow_fargate.launcher import Launcher, LaunchError, LaunchRequest, backoff_seconds, classify_exception
+from airflow_fargate.launcher import (
+    AdaptiveRateLimiter,
+    Launcher,
+    LaunchError,
+    LaunchRequest,
+    backoff_seconds,
+    classify_exception,
+    is_throttling,
+)
 
 
 def client_error(code: str, message: str = "msg", status: int = 400) -> ClientError:
@@ -60,7 +69,103 @@ def task(arn: str) -> LaunchResult:
     return LaunchResult(EcsTaskState(arn=arn, last_status="PROVISIONING"))
 
 
-def test_launch_batch_runs_concurrently_and_keeps_order():
+class FakeClock:
+    """Time that only moves when the code under test 'sleeps'."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def settle(launcher: Launcher, expected: int, timeout: float = 10) -> list:
+    done: list = []
+    deadline = time.monotonic() + timeout
+    while len(done) < expected and time.monotonic() < deadline:
+        done.extend(launcher.drain())
+        time.sleep(0.001)
+    assert len(done) == expected, done
+    return done
+
+
+# ---- the rate limiter --------------------------------------------------------------------------
+
+
+def test_limiter_allows_the_burst_then_paces_at_the_rate():
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(rate=20, burst=100, clock=clock)
+    assert [limiter.reserve() for _ in range(100)] == [0.0] * 100
+    assert limiter.reserve() == pytest.approx(1 / 20)
+    clock.now += 1.0
+    assert sum(1 for _ in range(30) if limiter.reserve() == 0.0) == 20
+
+
+def test_limiter_halves_on_throttle_and_recovers_additively():
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(rate=20, burst=5, clock=clock, increase=1.0)
+    limiter.on_throttle()
+    assert limiter.rate == 10
+    assert limiter.reserve() == pytest.approx(1 / 10)  # bucket emptied: wait for a fresh token
+    limiter.on_throttle()
+    limiter.on_throttle()
+    assert limiter.rate == 2.5
+    for _ in range(100):
+        limiter.on_success()
+    assert limiter.rate == 20  # never above the configured quota
+    for _ in range(50):
+        limiter.on_throttle()
+    assert limiter.rate == 0.5  # floor: keeps trying
+
+
+# ---- the worker pool ----------------------------------------------------------------------------
+
+
+def test_requests_are_sent_in_order_paced_by_the_bucket_without_real_sleeps():
+    clock = FakeClock()
+    order: list[str] = []
+
+    def run_task(kwargs, token):
+        order.append(token)
+        return task("arn-" + token)
+
+    launcher = Launcher(run_task, rate=2, burst=2, max_workers=1, clock=clock, sleep=clock.sleep)
+    launcher.submit([LaunchRequest(key=i, build=dict, client_token=str(i)) for i in range(6)])
+    done = settle(launcher, 6)
+    launcher.shutdown()
+    assert order == [str(i) for i in range(6)]  # FIFO: first queued, first launched
+    assert [r.key for r, _ in done] == list(range(6))
+    assert clock.now == pytest.approx(2.0)  # 2 from the burst, then 4 more at 2/s
+    assert all(0 < s <= 0.5 for s in clock.sleeps)
+
+
+def test_throttled_request_keeps_its_place_and_costs_no_attempt():
+    clock = FakeClock()
+    calls: list[str] = []
+    throttle = ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "RunTask")
+
+    def run_task(kwargs, token):
+        calls.append(token)
+        if calls.count(token) == 1 and token == "b":
+            raise throttle
+        return task("arn-" + token)
+
+    launcher = Launcher(run_task, rate=10, burst=10, max_workers=1, clock=clock, sleep=clock.sleep)
+    launcher.submit([LaunchRequest(k, dict, k) for k in ("a", "b", "c")])
+    done = settle(launcher, 3)
+    launcher.shutdown()
+    assert calls == ["a", "b", "b", "c"]  # b retried before c
+    assert all(isinstance(o, LaunchResult) for _, o in done)
+    assert launcher.throttled == 1
+    assert launcher.limiter.rate < 10.5  # slowed down (and recovering)
+
+
+def test_submit_returns_at_once_and_calls_run_concurrently():
     barrier = threading.Barrier(4, timeout=5)
 
     def run_task(kwargs, token):
@@ -68,26 +173,87 @@ def test_launch_batch_runs_concurrently_and_keeps_order():
         return task("arn-" + token)
 
     launcher = Launcher(run_task, max_workers=4)
-    requests = [LaunchRequest(key=i, kwargs={}, client_token=str(i)) for i in range(4)]
-    results = launcher.launch(requests)
+    started = time.monotonic()
+    launcher.submit([LaunchRequest(key=i, build=dict, client_token=str(i)) for i in range(4)])
+    assert time.monotonic() - started < 0.5
+    done = settle(launcher, 4)
     launcher.shutdown()
-    assert [r.key for r, _ in results] == [0, 1, 2, 3]
-    assert [o.task.arn for _, o in results] == ["arn-0", "arn-1", "arn-2", "arn-3"]
+    assert sorted(o.task.arn for _, o in done) == ["arn-0", "arn-1", "arn-2", "arn-3"]
 
 
-def test_launch_never_raises_and_classifies():
+def test_outcomes_are_classified_and_workers_never_die():
     def run_task(kwargs, token):
         if token == "boom":
             raise client_error("AccessDeniedException", "denied")
         if token == "full":
             return LaunchResult(None, (LaunchFailure("RESOURCE:MEMORY"), LaunchFailure("AGENT", detail="x")))
+        if token == "bug":
+            raise KeyError("unexpected")
         return task("ok")
 
-    launcher = Launcher(run_task)
-    results = dict(
-        (r.client_token, o) for r, o in launcher.launch([LaunchRequest(k, {}, k) for k in ("boom", "full", "fine")])
-    )
+    launcher = Launcher(run_task, max_workers=1)
+    launcher.submit([LaunchRequest(k, dict, k) for k in ("boom", "full", "bug", "fine")])
+    results = {r.client_token: o for r, o in settle(launcher, 4)}
     launcher.shutdown()
     assert results["boom"] == LaunchError("AccessDeniedException: denied", retryable=False)
     assert results["full"] == LaunchError("RESOURCE:MEMORY; AGENT (x)", retryable=True)
+    assert results["bug"].retryable is False
     assert isinstance(results["fine"], LaunchResult)
+
+
+def test_shutdown_waits_for_queued_and_in_flight_requests():
+    release = threading.Event()
+
+    def run_task(kwargs, token):
+        release.wait(5)
+        return task(token)
+
+    launcher = Launcher(run_task, max_workers=2)
+    launcher.submit([LaunchRequest(k, dict, str(k)) for k in range(5)])
+    assert launcher.in_flight == 5
+    threading.Timer(0.2, release.set).start()
+    launcher.shutdown(wait=True)
+    assert launcher.in_flight == 0
+    assert len(launcher.drain()) == 5
+    with pytest.raises(RuntimeError, match="shut down"):
+        launcher.submit([LaunchRequest(9, dict, "9")])
+
+
+def test_cancel_pending_withdraws_unsent_requests():
+    started, release = threading.Event(), threading.Event()
+
+    def run_task(kwargs, token):
+        started.set()
+        release.wait(5)
+        return task(token)
+
+    launcher = Launcher(run_task, max_workers=1)
+    launcher.submit([LaunchRequest(k, dict, str(k)) for k in range(4)])
+    assert started.wait(5)
+    assert [r.key for r in launcher.cancel_pending()] == [1, 2, 3]
+    release.set()
+    launcher.shutdown()
+    assert [r.key for r, _ in launcher.drain()] == [0]  # only the call already on the wire finished
+
+
+def test_is_throttling():
+    assert is_throttling(client_error("ThrottlingException", "Rate exceeded"))
+    assert is_throttling(client_error("InvalidParameterException", "Rate exceeded"))
+    assert not is_throttling(client_error("ClusterNotFoundException", "nope"))
+    assert not is_throttling(ValueError("x"))
+
+
+def test_a_request_whose_kwargs_cannot_be_built_fails_without_a_call():
+    calls: list[str] = []
+
+    def bad_build():
+        raise ValueError("executor_config gives invalid ECS run_task kwargs: boom")
+
+    launcher = Launcher(lambda kwargs, token: calls.append(token) or task(token), max_workers=1)
+    launcher.submit([LaunchRequest("k", bad_build, "t")])
+    ((_, outcome),) = settle(launcher, 1)
+    launcher.shutdown()
+    assert calls == []
+    assert outcome == LaunchError(
+        "Cannot build run_task kwargs: executor_config gives invalid ECS run_task kwargs: boom", retryable=False
+    )

@@ -324,3 +324,28 @@ def test_example_execution_config_function_works(monkeypatch):
 def test_broken_execution_config_function_fails_at_start(monkeypatch, path, message):
     with pytest.raises(FargateConfigError, match=message):
         legacy_builder(monkeypatch, path)
+
+
+def test_executor_config_check_is_cached_per_distinct_valid_config(monkeypatch):
+    b = builder(monkeypatch)
+    builds = []
+    real_build = b.build
+    monkeypatch.setattr(b, "build", lambda command, config: builds.append(config) or real_build(command, config))
+    good = {"overrides": {"containerOverrides": [{"name": "base", "memory": 1024}]}}
+    for _ in range(3):
+        b.check_executor_config(dict(good))
+        b.check_executor_config(None)
+    assert len(builds) == 1  # one real check, then cache hits
+    bad = {"overrides": {"containerOverrides": [{"name": "base", "memory": "lots"}]}}
+    for _ in range(2):
+        with pytest.raises(TaskConfigError, match="memory"):
+            b.check_executor_config(bad)
+    assert len(builds) == 3  # invalid configs are never cached as valid
+
+
+def test_assign_public_ip_false_alone_adds_no_network_block(monkeypatch):
+    # the amazon provider declares [aws_ecs_executor] assign_public_ip = False as a default
+    assert "networkConfiguration" not in builder(monkeypatch, assign_public_ip="False").build(CMD, None)
+    minimal_config(monkeypatch, assign_public_ip="True")
+    with pytest.raises(FargateConfigError, match=r'networkConfiguration.awsvpcConfiguration: "subnets"'):
+        RunTaskKwargsBuilder(load_settings())

@@ -25,6 +25,8 @@ MODERN_VALUES = {
     "aws_conn_id": "my_aws",
     "run_task_kwargs": '{"tags": [{"key": "team", "value": "data"}]}',
     "max_run_task_attempts": "5",
+    "run_task_rate": "7.5",
+    "run_task_burst": "30",
     "check_health_on_startup": "False",
 }
 LEGACY_VALUES = {
@@ -60,6 +62,7 @@ def test_every_modern_key_from_env(monkeypatch):
     assert settings.aws_conn_id == "my_aws"
     assert dict(settings.run_task_kwargs) == {"tags": [{"key": "team", "value": "data"}]}
     assert settings.max_run_task_attempts == 5
+    assert (settings.run_task_rate, settings.run_task_burst) == (7.5, 30)
     assert settings.check_health_on_startup is False
     assert settings.sources["cluster"] == "[aws_ecs_executor] cluster (env AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER)"
 
@@ -163,6 +166,9 @@ def test_assign_public_ip_forms(monkeypatch, raw, expected):
         ({"launch_type": "LAMBDA"}, r"launch_type .* must be one of FARGATE, EC2, EXTERNAL, MANAGED_INSTANCES"),
         ({"max_run_task_attempts": "three"}, r"max_run_task_attempts .* must be an integer, got 'three'"),
         ({"max_run_task_attempts": "0"}, r"max_run_task_attempts .* must be at least 1, got 0"),
+        ({"run_task_rate": "fast"}, r"run_task_rate .* must be a number, got 'fast'"),
+        ({"run_task_rate": "0"}, r"run_task_rate .* must be greater than 0"),
+        ({"run_task_burst": "-1"}, r"run_task_burst .* must be at least 1"),
         ({"run_task_kwargs": "{not json"}, r"run_task_kwargs .* is not valid JSON"),
         ({"run_task_kwargs": "[1, 2]"}, r"run_task_kwargs .* must be a JSON object, got list"),
         ({"capacity_provider_strategy": "FARGATE_SPOT"}, r"capacity_provider_strategy .* is not valid JSON"),

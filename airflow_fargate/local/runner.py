@@ -58,9 +58,11 @@ class Stats:
     created_per_try: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     started_per_try: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     overlapping_tries: list[str] = field(default_factory=list)
+    api_calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # ECS operation -> calls
 
     def as_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
+        data["api_calls"] = dict(self.api_calls)
         data["created_per_try"] = dict(self.created_per_try)
         data["started_per_try"] = dict(self.started_per_try)
         return data

@@ -153,6 +153,8 @@ class FaultMiddleware:
             return self._control(path, environ, start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target.startswith(ECS_TARGET_PREFIX):
+            if _State.runner:
+                _State.runner.stats.api_calls[target.removeprefix(ECS_TARGET_PREFIX)] += 1
             if _State.faults.latency_ms:
                 time.sleep(_State.faults.latency_ms / 1000)
             if target.endswith(".RunTask") and not self.bucket.take():
