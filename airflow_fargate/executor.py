@@ -19,8 +19,8 @@ from airflow_fargate.aws_session import aws_target
 from airflow_fargate.compat import command_for_adopted, requeue_try_for_relaunch, stats, workload_command
 from airflow_fargate.ecs import DescribeResult, EcsClient
 from airflow_fargate.ecs_types import LaunchResult
-from airflow_fargate.errors import FargateConfigError, TaskConfigError
-from airflow_fargate.launcher import Launcher, LaunchRequest, backoff_seconds
+from airflow_fargate.errors import FargateConfigError
+from airflow_fargate.launcher import Launcher, LaunchRequest, backoff_seconds, is_credentials_error
 from airflow_fargate.poller import Poller
 from airflow_fargate.run_task import RunTaskKwargsBuilder
 from airflow_fargate.settings import ExecutorSettings, load_settings
@@ -57,7 +57,8 @@ class FargateExecutor(BaseExecutor):
 
     @cached_property
     def tracker(self) -> Tracker:
-        return Tracker(max_launches=self.settings.max_run_task_attempts)
+        settings = self.settings
+        return Tracker(settings.max_run_task_attempts, start_timeout_seconds=settings.task_start_timeout)
 
     @cached_property
     def poller(self) -> Poller:
@@ -109,7 +110,7 @@ class FargateExecutor(BaseExecutor):
         """Track a task; a bad executor_config fails it now (checked once per distinct config)."""
         try:
             self.kwargs_builder.check_executor_config(task.executor_config)
-        except (TaskConfigError, FargateConfigError) as err:
+        except Exception as err:  # whatever is wrong with one task's config fails that task only
             self._fail(task, f"Invalid executor_config: {err}")
             return
         self.tracker.add(task)
@@ -126,8 +127,11 @@ class FargateExecutor(BaseExecutor):
             self.log.exception("FargateExecutor: applying launch results failed; will retry next heartbeat.")
         try:
             self._poll()
-        except Exception:
-            self.log.exception("FargateExecutor: describing ECS tasks failed; will retry next heartbeat.")
+        except Exception as err:
+            if is_credentials_error(err):
+                self._refresh_credentials(str(err))
+            else:
+                self.log.exception("FargateExecutor: describing ECS tasks failed; will retry next heartbeat.")
         try:
             self._launch_due()
         except Exception:
@@ -181,8 +185,12 @@ class FargateExecutor(BaseExecutor):
                 self.running_state(task.key, outcome.task.arn)
                 continue
             stats.incr("fargate.run_task.failure")
+            if outcome.credentials:
+                self._refresh_credentials(outcome.reason)
             retry_at = now + backoff_seconds(task.launches + 1) if outcome.retryable else None
-            verdict = self.tracker.record_launch_failure(task.key, outcome.reason, retry_at, outcome.outcome_unknown)
+            verdict = self.tracker.record_launch_failure(
+                task.key, outcome.reason, retry_at, outcome.outcome_unknown, counts=not outcome.credentials
+            )
             if verdict.outcome is Outcome.FAILED:
                 self._fail(task, verdict.reason)
             else:
@@ -194,6 +202,13 @@ class FargateExecutor(BaseExecutor):
         throttled, self.launcher.throttled = self.launcher.throttled, 0
         if throttled:
             stats.incr("fargate.run_task.throttled", throttled)
+
+    def _refresh_credentials(self, reason: str) -> None:
+        """Missing/expired/rotated credentials: rebuild the clients so the next calls resolve the
+        connection (or default chain) again. No scheduler restart, no task lost meanwhile."""
+        self.log.warning("AWS credentials problem (%s); re-resolving credentials for the next calls.", reason)
+        stats.incr("fargate.credentials.refresh")
+        self.ecs.reset()
 
     def _stop_quietly(self, arn: str, reason: str) -> None:
         try:
@@ -232,13 +247,15 @@ class FargateExecutor(BaseExecutor):
             essential = (
                 self.ecs.essential_containers(state.task_definition_arn) if state.last_status == "STOPPED" else None
             )
-            self._apply(task, self.tracker.observe(state, essential), now)
+            self._apply(task, self.tracker.observe(state, essential, now), now)
         for arn, reason in result.missing.items():
             task = self.tracker.by_arn(arn)
             if task is not None:
                 self._apply(task, self.tracker.observe_missing(arn, reason, now), now)
 
     def _apply(self, task: TrackedTask, verdict: Verdict, now: float) -> None:
+        if verdict.stop_first and task.arn:
+            self._stop_quietly(task.arn, verdict.reason)
         if verdict.outcome is Outcome.SUCCESS:
             self.tracker.remove(task.key)
             self.success(task.key, task.arn)

@@ -47,6 +47,10 @@ RETRYABLE_CODES = frozenset(
         "RequestExpired",
     }
 )
+# Credentials expired, rotated or not yet there: rebuild the client and try again later.
+CREDENTIAL_CODES = frozenset(
+    {"ExpiredTokenException", "ExpiredToken", "RequestExpired", "InvalidClientTokenId", "UnrecognizedClientException"}
+)
 THROTTLING_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"})
 # Errors after which ECS may already have started the task: retry with the same clientToken.
 OUTCOME_UNKNOWN_CODES = frozenset(
@@ -63,6 +67,7 @@ class LaunchError:
     reason: str
     retryable: bool
     outcome_unknown: bool = False  # the call may have started a task: keep the clientToken
+    credentials: bool = False  # missing/expired credentials: refresh the client; not the task's attempt
 
 
 def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
@@ -84,9 +89,11 @@ def classify_exception(err: BaseException) -> LaunchError:
             return LaunchError(reason, retryable=True)
         if code in OUTCOME_UNKNOWN_CODES or status >= 500:
             return LaunchError(reason, retryable=True, outcome_unknown=True)
+        if code in CREDENTIAL_CODES:
+            return LaunchError(reason, retryable=True, credentials=True)
         return LaunchError(reason, retryable=code in RETRYABLE_CODES)
     if isinstance(err, (NoCredentialsError, PartialCredentialsError)):
-        return LaunchError(f"AWS credentials not available: {err}", retryable=True)
+        return LaunchError(f"AWS credentials not available: {err}", retryable=True, credentials=True)
     if isinstance(err, NoRegionError):
         return LaunchError(str(err), retryable=False)
     if isinstance(err, BotoConnectionError):  # includes read/connect timeouts
@@ -101,6 +108,13 @@ def classify_failures(failures: Sequence[LaunchFailure]) -> LaunchError:
     and ECS placement can succeed later, so these are retried (bounded by max_run_task_attempts)."""
     reason = "; ".join(f.reason + (f" ({f.detail})" if f.detail else "") for f in failures)
     return LaunchError(reason or "run_task returned no task and no failure", retryable=True)
+
+
+def is_credentials_error(err: BaseException) -> bool:
+    """No, expired or rejected credentials (as opposed to a permission the identity lacks)."""
+    if isinstance(err, (NoCredentialsError, PartialCredentialsError)):
+        return True
+    return isinstance(err, ClientError) and err.response.get("Error", {}).get("Code") in CREDENTIAL_CODES
 
 
 def is_throttling(err: BaseException) -> bool:

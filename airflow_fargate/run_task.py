@@ -42,7 +42,7 @@ def validation_errors(kwargs: Mapping[str, Any]) -> str | None:
 
 
 def _is_named_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(i, dict) and "name" in i for i in value)
+    return isinstance(value, list) and all(isinstance(i, dict) and isinstance(i.get("name"), str) for i in value)
 
 
 def deep_merge(base: Any, overlay: Any) -> Any:
@@ -180,9 +180,11 @@ class RunTaskKwargsBuilder:
 
     def _inject_command(self, kwargs: dict[str, Any], command: Sequence[str]) -> None:
         overrides = kwargs.setdefault("overrides", {})
+        if not isinstance(overrides, dict):
+            return  # botocore validation reports the wrong type with its path
         containers = overrides.setdefault("containerOverrides", [])
         if not isinstance(containers, list):
-            return  # botocore validation reports the wrong type with its path
+            return
         target = next(
             (c for c in containers if isinstance(c, dict) and c.get("name") == self.settings.container_name), None
         )
@@ -212,8 +214,11 @@ class RunTaskKwargsBuilder:
             if "launchType" in layer and "capacityProviderStrategy" in layer:
                 error = TaskConfigError if layer is task_layer else FargateConfigError
                 raise error(f"{name} sets both launchType and capacityProviderStrategy; ECS accepts only one.")
-        kwargs = apply_defaults(deep_merge(base, task_layer))
-        self._inject_command(kwargs, command)
+        try:
+            kwargs = apply_defaults(deep_merge(base, task_layer))
+            self._inject_command(kwargs, command)
+        except (TypeError, AttributeError, ValueError) as err:  # shapes no merge can make sense of
+            raise TaskConfigError(f"executor_config cannot be merged into the run_task kwargs: {err}") from None
         problems = validation_errors(kwargs)
         if problems:
             if task_layer and validation_errors(self._inject_and_default(base, command)) is None:

@@ -51,6 +51,7 @@ class ExecutorSettings:
     max_run_task_attempts: int = 3
     run_task_rate: float = 20.0
     run_task_burst: int = 100
+    task_start_timeout: float = 300.0
     check_health_on_startup: bool = True
     # setting name -> where its value came from, e.g. "[fargate] cluster (env)"
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -86,7 +87,10 @@ def _raw_values(conf: ConfigSource) -> tuple[dict[str, str], dict[str, str]]:
     candidates: dict[str, list[tuple[str, str, str, str | None]]] = {}
     for opt in options():  # modern section first, so it wins
         for name in [opt.name] + (["conn_id"] if opt.name == "aws_conn_id" else []):
-            value = conf.get(opt.section, name, fallback=None)
+            try:
+                value = conf.get(opt.section, name, fallback=None)
+            except Exception as err:  # e.g. a bare % in airflow.cfg (interpolation), a failing _cmd
+                raise FargateConfigError(f"[{opt.section}] {name}: cannot read the value: {err}") from None
             if value is not None and str(value).strip():
                 candidates.setdefault(opt.setting, []).append((opt.section, name, str(value), opt.default))
     values: dict[str, str] = {}
@@ -226,6 +230,7 @@ def load_settings(conf: ConfigSource | None = None) -> ExecutorSettings:
         max_run_task_attempts=_positive_int("max_run_task_attempts", clean["max_run_task_attempts"]),
         run_task_rate=_positive_float("run_task_rate", clean["run_task_rate"]),
         run_task_burst=_positive_int("run_task_burst", clean["run_task_burst"]),
+        task_start_timeout=_positive_float("task_start_timeout", clean["task_start_timeout"]),
         check_health_on_startup=_bool("check_health_on_startup", clean["check_health_on_startup"]),
         sources=MappingProxyType(sources),
     )

@@ -42,6 +42,7 @@ class Outcome(enum.Enum):
 class Verdict:
     outcome: Outcome
     reason: str = ""
+    stop_first: bool = False  # the ECS task may still exist: stop it before relaunching or failing
 
 
 def client_token(key: Any, launch_attempt: int, salt: str = "") -> str:
@@ -113,9 +114,12 @@ class TrackedTask:
 class Tracker:
     """TaskInstanceKey <-> ARN map with launch counts; decides relaunch vs fail."""
 
-    def __init__(self, max_launches: int, missing_grace_seconds: float = 60.0) -> None:
+    def __init__(
+        self, max_launches: int, missing_grace_seconds: float = 60.0, start_timeout_seconds: float = 300.0
+    ) -> None:
         self.max_launches = max_launches
         self.missing_grace_seconds = missing_grace_seconds
+        self.start_timeout_seconds = start_timeout_seconds
         self._tasks: dict[Any, TrackedTask] = {}
         self._by_arn: dict[str, Any] = {}
 
@@ -173,15 +177,16 @@ class Tracker:
         return client_token(task.key, task.token_generation, task.token_salt)
 
     def record_launch_failure(
-        self, key: Any, reason: str, retry_at: float | None, outcome_unknown: bool = False
+        self, key: Any, reason: str, retry_at: float | None, outcome_unknown: bool = False, counts: bool = True
     ) -> Verdict:
         """A run_task call failed. ``retry_at`` None means the failure is not retryable.
 
         ``outcome_unknown`` (timeouts, connection errors, 5xx): ECS may have started the task, so
         the next call reuses the same clientToken and ECS returns that task instead of a second one.
+        ``counts`` False (missing or expired credentials): a pause, not one of the task's attempts.
         """
         task = self._tasks[key]
-        task.launches += 1
+        task.launches += 1 if counts else 0
         task.launching = False
         task.reasons.append(reason)
         if not outcome_unknown:
@@ -197,8 +202,13 @@ class Tracker:
         task.next_attempt_at = retry_at
         return Verdict(Outcome.QUEUED, reason)
 
-    def observe(self, state: EcsTaskState, essential: frozenset[str] | None = None) -> Verdict:
-        """Apply one describe_tasks result; a RELAUNCH verdict beyond the limit becomes FAILED."""
+    def observe(
+        self, state: EcsTaskState, essential: frozenset[str] | None = None, now: float | None = None
+    ) -> Verdict:
+        """Apply one describe_tasks result; a RELAUNCH verdict beyond the limit becomes FAILED.
+
+        A task still PROVISIONING/PENDING ``start_timeout_seconds`` after its launch is stuck
+        (no capacity, ENI never attached): it is stopped and relaunched."""
         task = self.by_arn(state.arn)
         if task is None:
             raise KeyError(state.arn)
@@ -206,6 +216,13 @@ class Tracker:
         verdict = classify(state, essential)
         if verdict.outcome is Outcome.RELAUNCH:
             return self._relaunch_or_fail(task, verdict.reason)
+        waited = None if now is None or task.launched_at is None else now - task.launched_at
+        if verdict.outcome is Outcome.QUEUED and waited is not None and waited > self.start_timeout_seconds:
+            reason = (
+                f"ECS task {state.arn} still {state.last_status} {waited:.0f}s after launch "
+                f"(task_start_timeout={self.start_timeout_seconds:g}s)"
+            )
+            return self._relaunch_or_fail(task, reason, stop_first=True)
         return verdict
 
     def observe_missing(self, arn: str, reason: str, now: float) -> Verdict:
@@ -218,17 +235,20 @@ class Tracker:
         if now - task.missing_since < self.missing_grace_seconds:
             return Verdict(Outcome.QUEUED, reason)
         return self._relaunch_or_fail(
-            task, f"ECS task {arn} not found by describe_tasks for {now - task.missing_since:.0f}s ({reason})"
+            task,
+            f"ECS task {arn} not found by describe_tasks for {now - task.missing_since:.0f}s ({reason})",
+            stop_first=True,  # should it surface later, it must not run beside the relaunch
         )
 
-    def _relaunch_or_fail(self, task: TrackedTask, reason: str) -> Verdict:
+    def _relaunch_or_fail(self, task: TrackedTask, reason: str, stop_first: bool = False) -> Verdict:
         task.reasons.append(reason)
         if task.launches >= self.max_launches:
             return Verdict(
                 Outcome.FAILED,
                 f"{reason}; not relaunching: {task.launches} launches reached max_run_task_attempts",
+                stop_first,
             )
-        return Verdict(Outcome.RELAUNCH, reason)
+        return Verdict(Outcome.RELAUNCH, reason, stop_first)
 
     def prepare_relaunch(self, key: Any, retry_at: float) -> None:
         """Forget the stopped ARN so the task is launched again (with a new clientToken)."""

@@ -534,3 +534,51 @@ def test_revoke_during_launch_stops_the_task_when_it_appears(executor, ecs, monk
     assert ecs.task(arn).last_status == "STOPPED"
     assert "revoked during launch" in ecs.task(arn).stopped_reason
     assert events(executor) == {}
+
+
+# ---- credentials and stuck tasks ----------------------------------------------------------------
+
+
+def test_expired_credentials_refresh_the_client_without_costing_attempts(executor, ecs, monkeypatch):
+    expired = ClientError({"Error": {"Code": "ExpiredTokenException", "Message": "token expired"}}, "RunTask")
+    tokens = failing_run_task(executor, monkeypatch, [expired, expired, expired, expired])
+    (key,) = queue(executor, make_workload())
+    old_client = executor.ecs.launch_client
+    for _ in range(5):
+        beat(executor)
+        executor._clock.now += 1000
+    assert len(tokens) == 5
+    assert events(executor)[key][0] == TaskInstanceState.RUNNING  # 4 credential failures > 3 attempts, still fine
+    assert executor.ecs.launch_client is not old_client  # rebuilt: credentials re-resolved
+
+
+def test_no_credentials_while_polling_does_not_crash_sync(executor, ecs, monkeypatch, capfd):
+    from botocore.exceptions import NoCredentialsError
+
+    (key,) = queue(executor, make_workload())
+    beat(executor)
+    monkeypatch.setattr(executor.ecs, "describe_tasks", lambda arns: (_ for _ in ()).throw(NoCredentialsError()))
+    executor.heartbeat()
+    wait_idle(executor)
+    executor.heartbeat()
+    assert "re-resolving credentials" in capfd.readouterr().out
+    assert key in executor.running
+
+
+def test_task_stuck_in_pending_is_stopped_and_relaunched(monkeypatch, ecs):
+    minimal_config(monkeypatch, task_start_timeout="60", subnets=",".join(ecs.subnets), security_groups=ecs.security_group)
+    executor = FargateExecutor()
+    executor._clock = FakeClock()
+    monkeypatch.setattr(executor, "_requeue_try", lambda key: None)
+    (key,) = queue(executor, make_workload())
+    beat(executor)
+    (first,) = ecs.all_task_arns()
+    ecs.set_state(first, "PENDING")
+    executor._clock.now += 61
+    beat(executor)
+    assert ecs.task(first).last_status == "STOPPED"  # stopped before the relaunch
+    assert "task_start_timeout=60s" in ecs.task(first).stopped_reason
+    executor._clock.now += 1000
+    beat(executor)
+    (second,) = set(ecs.all_task_arns()) - {first}
+    assert events(executor)[key] == (TaskInstanceState.RUNNING, second)

@@ -17,6 +17,7 @@ from airflow_fargate.launcher import (
     LaunchRequest,
     backoff_seconds,
     classify_exception,
+    is_credentials_error,
     is_throttling,
 )
 
@@ -48,6 +49,20 @@ def client_error(code: str, message: str = "msg", status: int = 400) -> ClientEr
 def test_classify_exception(err, retryable, unknown):
     result = classify_exception(err)
     assert (result.retryable, result.outcome_unknown) == (retryable, unknown)
+
+
+@pytest.mark.parametrize(
+    "err",
+    [
+        client_error("ExpiredTokenException", "The security token included in the request is expired"),
+        client_error("UnrecognizedClientException", "The security token included in the request is invalid"),
+        NoCredentialsError(),
+    ],
+)
+def test_credential_errors_are_flagged(err):
+    assert classify_exception(err).credentials
+    assert is_credentials_error(err)
+    assert not is_credentials_error(client_error("AccessDeniedException", "not authorized"))
 
 
 def test_classified_reason_keeps_the_aws_message():

@@ -172,3 +172,26 @@ def test_seen_again_resets_missing_clock():
     tracker.observe_missing(ARN, "MISSING", now=0.0)
     tracker.observe(EcsTaskState(ARN, "RUNNING"))
     assert tracker.observe_missing(ARN, "MISSING", now=40.0).outcome is Outcome.QUEUED
+
+
+def test_task_stuck_pending_is_stopped_and_relaunched_then_failed_at_the_limit():
+    tracker = Tracker(max_launches=2, start_timeout_seconds=100)
+    tracker.add(TrackedTask(key=KEY, command=["x"]))
+    tracker.record_launch(KEY, ARN, now=0.0)
+    pending = EcsTaskState(ARN, "PENDING")
+    assert tracker.observe(pending, now=99.0).outcome is Outcome.QUEUED
+    verdict = tracker.observe(pending, now=101.0)
+    assert (verdict.outcome, verdict.stop_first) == (Outcome.RELAUNCH, True)
+    assert "still PENDING 101s after launch (task_start_timeout=100s)" in verdict.reason
+    tracker.prepare_relaunch(KEY, retry_at=101.0)
+    tracker.record_launch(KEY, ARN + "2", now=200.0)
+    verdict = tracker.observe(EcsTaskState(ARN + "2", "PROVISIONING"), now=301.0)
+    assert (verdict.outcome, verdict.stop_first) == (Outcome.FAILED, True)
+    assert tracker.observe(EcsTaskState(ARN + "2", "RUNNING"), now=999.0).outcome is Outcome.RUNNING
+
+
+def test_credential_failures_do_not_cost_attempts():
+    tracker = new_tracker(max_launches=2)
+    for _ in range(5):
+        assert tracker.record_launch_failure(KEY, "ExpiredTokenException", retry_at=1.0, counts=False).outcome is Outcome.QUEUED
+    assert tracker.get(KEY).launches == 0
