@@ -566,7 +566,9 @@ def test_no_credentials_while_polling_does_not_crash_sync(executor, ecs, monkeyp
 
 
 def test_task_stuck_in_pending_is_stopped_and_relaunched(monkeypatch, ecs):
-    minimal_config(monkeypatch, task_start_timeout="60", subnets=",".join(ecs.subnets), security_groups=ecs.security_group)
+    minimal_config(
+        monkeypatch, task_start_timeout="60", subnets=",".join(ecs.subnets), security_groups=ecs.security_group
+    )
     executor = FargateExecutor()
     executor._clock = FakeClock()
     monkeypatch.setattr(executor, "_requeue_try", lambda key: None)

@@ -22,7 +22,11 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(text, children, max_size=4),
     max_leaves=12,
 )
-raw_values = text | json_values.map(json.dumps) | st.sampled_from(["True", "false", "ENABLED", "0", "-1", "1e9", "[]", "{}", "%"])
+raw_values = (
+    text
+    | json_values.map(json.dumps)
+    | st.sampled_from(["True", "false", "ENABLED", "0", "-1", "1e9", "[]", "{}", "%"])
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -53,7 +57,14 @@ executor_configs = st.dictionaries(
 ) | st.dictionaries(
     st.just("overrides"),
     st.fixed_dictionaries(
-        {"containerOverrides": st.lists(st.dictionaries(st.sampled_from(["name", "cpu", "memory", "environment", "command"]) | text, json_values, max_size=3), max_size=3)}
+        {
+            "containerOverrides": st.lists(
+                st.dictionaries(
+                    st.sampled_from(["name", "cpu", "memory", "environment", "command"]) | text, json_values, max_size=3
+                ),
+                max_size=3,
+            )
+        }
     ),
 )
 

@@ -193,5 +193,8 @@ def test_task_stuck_pending_is_stopped_and_relaunched_then_failed_at_the_limit()
 def test_credential_failures_do_not_cost_attempts():
     tracker = new_tracker(max_launches=2)
     for _ in range(5):
-        assert tracker.record_launch_failure(KEY, "ExpiredTokenException", retry_at=1.0, counts=False).outcome is Outcome.QUEUED
+        assert (
+            tracker.record_launch_failure(KEY, "ExpiredTokenException", retry_at=1.0, counts=False).outcome
+            is Outcome.QUEUED
+        )
     assert tracker.get(KEY).launches == 0

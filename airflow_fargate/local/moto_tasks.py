@@ -10,6 +10,7 @@ with real exit codes, stopCode and timestamps, so describe_tasks answers like EC
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -69,6 +70,13 @@ def freeze(task: Any) -> None:
     ]
 
 
+def snapshot(task: Any) -> Any:
+    """A copy of a task (and its containers) that later state changes do not touch."""
+    copied = copy.copy(task)
+    copied.containers = [copy.copy(c) for c in task.containers]
+    return copied
+
+
 def set_state(
     task: Any,
     last_status: str,
@@ -79,9 +87,11 @@ def set_state(
     stopped_reason: str | None = None,
     now: datetime | None = None,
 ) -> None:
-    """Move a (frozen) moto task to ``last_status``, setting what ECS sets at that point."""
+    """Move a (frozen) moto task to ``last_status``, setting what ECS sets at that point.
+
+    The status flips last: a describe_tasks served concurrently never sees STOPPED without the
+    exit codes and stop code that go with it."""
     now = now or datetime.now(timezone.utc)
-    task._status = last_status
     if last_status == "RUNNING" and getattr(task, "started_at", None) is None:
         task.started_at = now
     for container in task.containers:
@@ -98,3 +108,4 @@ def set_state(
         task.stopped_reason = stopped_reason or task.stopped_reason or "Essential container in task exited"
         for container in task.containers:
             container.last_status = "STOPPED"
+    task._status = last_status

@@ -91,17 +91,33 @@ def _run_task(self: EC2ContainerServiceResponse) -> ActionResult:
 
 
 def _describe_tasks(self: EC2ContainerServiceBackend, cluster_str: str, tasks: list[str]) -> list[Any]:
-    found = _original_describe(self, cluster_str, tasks)
+    """Direct lookups under the lock: moto's own version scans every task for every ARN and breaks
+    (dict changed size) when run_task inserts concurrently."""
     runner = _State.runner
-    return [t for t in found if runner is None or runner.visible(t.task_arn)]
+    if runner is None:
+        return _original_describe(self, cluster_str, tasks)
+    if not tasks:
+        from moto.ecs.exceptions import InvalidParameterException
+
+        raise InvalidParameterException("Tasks cannot be empty.")
+    cluster = self._get_cluster(cluster_str)
+    prefix = cluster.arn.replace(":cluster/", ":task/")
+    with _State.lock:
+        cluster_tasks = self.tasks.get(cluster.name, {})
+        found = [cluster_tasks.get(ref) or cluster_tasks.get(f"{prefix}/{ref}") for ref in tasks]
+    # moto serializes fields alphabetically (containers before lastStatus) after we return: hand it
+    # snapshots taken under the runner's lock, never objects the runner is changing meanwhile.
+    with runner.lock:
+        return [moto_tasks.snapshot(t) for t in found if t is not None and runner.visible(t.task_arn)]
 
 
 def _stop_task(self: EC2ContainerServiceBackend, cluster_str: str, task_str: str, reason: str) -> Any:
     runner = _State.runner
-    task = moto_tasks.find_task(self, task_str) if "/" in task_str else None
-    if task is None:
-        for tasks in self.tasks.values():
-            task = next((t for arn, t in tasks.items() if arn.endswith("/" + task_str)), task)
+    with _State.lock:
+        task = moto_tasks.find_task(self, task_str) if "/" in task_str else None
+        if task is None:
+            for tasks in self.tasks.values():
+                task = next((t for arn, t in tasks.items() if arn.endswith("/" + task_str)), task)
     if task is None:
         from moto.ecs.exceptions import InvalidParameterException
 
