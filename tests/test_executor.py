@@ -333,6 +333,17 @@ def test_client_token_is_stable_for_a_try_and_differs_between_tries(executor, ec
     assert len(set(tokens)) == 3
 
 
+def launch_then_interrupt(executor: FargateExecutor, ecs: MotoEcs) -> tuple[TaskInstanceKey, str]:
+    """Launch one task, Spot-interrupt it, and let the executor see that."""
+    (key,) = queue(executor, make_workload())
+    beat(executor)
+    events(executor)
+    (arn,) = ecs.all_task_arns()
+    ecs.set_state(arn, "STOPPED", stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted.")
+    beat(executor)
+    return key, arn
+
+
 def test_spot_interruption_relaunches_the_same_try(executor, ecs, monkeypatch):
     requeued: list[TaskInstanceKey] = []
 
@@ -340,12 +351,7 @@ def test_spot_interruption_relaunches_the_same_try(executor, ecs, monkeypatch):
         requeued.append(key)  # returning None means "go ahead and relaunch"
 
     monkeypatch.setattr(executor, "_requeue_try", requeue)
-    (key,) = queue(executor, make_workload())
-    beat(executor)
-    events(executor)
-    (first,) = ecs.all_task_arns()
-    ecs.set_state(first, "STOPPED", stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted.")
-    beat(executor)
+    key, first = launch_then_interrupt(executor, ecs)
     assert events(executor) == {}
     executor._clock.now += 1000
     beat(executor)
@@ -359,12 +365,7 @@ def test_spot_interruption_relaunches_the_same_try(executor, ecs, monkeypatch):
 
 def test_no_relaunch_when_the_try_already_ended(executor, ecs, monkeypatch):
     monkeypatch.setattr(executor, "_requeue_try", lambda key: "task instance is failed")
-    (key,) = queue(executor, make_workload())
-    beat(executor)
-    events(executor)
-    (arn,) = ecs.all_task_arns()
-    ecs.set_state(arn, "STOPPED", stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted.")
-    beat(executor)
+    key, arn = launch_then_interrupt(executor, ecs)
     state, reason = events(executor)[key]
     assert state == TaskInstanceState.FAILED
     assert "not relaunched: task instance is failed" in reason
