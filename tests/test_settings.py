@@ -27,6 +27,7 @@ MODERN_VALUES = {
     "max_run_task_attempts": "5",
     "run_task_rate": "7.5",
     "run_task_burst": "30",
+    "task_start_timeout": "120",
     "check_health_on_startup": "False",
 }
 LEGACY_VALUES = {
@@ -63,6 +64,7 @@ def test_every_modern_key_from_env(monkeypatch):
     assert dict(settings.run_task_kwargs) == {"tags": [{"key": "team", "value": "data"}]}
     assert settings.max_run_task_attempts == 5
     assert (settings.run_task_rate, settings.run_task_burst) == (7.5, 30)
+    assert settings.task_start_timeout == 120.0
     assert settings.check_health_on_startup is False
     assert settings.sources["cluster"] == "[aws_ecs_executor] cluster (env AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER)"
 
@@ -169,6 +171,7 @@ def test_assign_public_ip_forms(monkeypatch, raw, expected):
         ({"run_task_rate": "fast"}, r"run_task_rate .* must be a number, got 'fast'"),
         ({"run_task_rate": "0"}, r"run_task_rate .* must be greater than 0"),
         ({"run_task_burst": "-1"}, r"run_task_burst .* must be at least 1"),
+        ({"task_start_timeout": "soon"}, r"task_start_timeout .* must be a number"),
         ({"run_task_kwargs": "{not json"}, r"run_task_kwargs .* is not valid JSON"),
         ({"run_task_kwargs": "[1, 2]"}, r"run_task_kwargs .* must be a JSON object, got list"),
         ({"capacity_provider_strategy": "FARGATE_SPOT"}, r"capacity_provider_strategy .* is not valid JSON"),
