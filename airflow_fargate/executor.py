@@ -293,10 +293,7 @@ class FargateExecutor(BaseExecutor):
                 if not task.launching:
                     self._fail(task, "Scheduler is shutting down before the task could be launched")
             self._shutdown_launcher()
-            while self.tracker.active_arns():
-                self._poll_now()
-                if self.tracker.active_arns():
-                    time.sleep(heartbeat_interval)
+            self._wait_for_tasks(heartbeat_interval)
         except Exception:
             self.log.exception("FargateExecutor: error while waiting for ECS tasks to finish.")
 
@@ -304,21 +301,22 @@ class FargateExecutor(BaseExecutor):
         """Stop every ECS task this scheduler owns (SIGTERM to the scheduler), then wait briefly."""
         try:
             if "launcher" in self.__dict__:
-                for request in self.launcher.cancel_pending():
-                    if (task := self.tracker.get(request.key)) is not None:
-                        self._fail(task, "Scheduler terminated before the task was launched")
+                self.launcher.cancel_pending()  # withdrawn requests leave their tasks waiting: failed below
             self._shutdown_launcher()  # calls already on the wire finish; their tasks are stopped below
             for task in list(self.tracker.waiting_for_launch()):
                 self._fail(task, "Scheduler terminated before the task was launched")
             for arn in self.tracker.active_arns():
                 self._stop_quietly(arn, "Airflow scheduler received SIGTERM (FargateExecutor.terminate)")
-            deadline = self._clock() + TERMINATE_WAIT_SECONDS
-            while self.tracker.active_arns() and self._clock() < deadline:
-                self._poll_now()
-                if self.tracker.active_arns():
-                    time.sleep(1)
+            self._wait_for_tasks(1, deadline=self._clock() + TERMINATE_WAIT_SECONDS)
         except Exception:
             self.log.exception("FargateExecutor: error while terminating ECS tasks.")
+
+    def _wait_for_tasks(self, interval: float, deadline: float | None = None) -> None:
+        """Describe synchronously until no ECS task we own is left (or the deadline passes)."""
+        while self.tracker.active_arns() and (deadline is None or self._clock() < deadline):
+            self._poll_now()
+            if self.tracker.active_arns():
+                time.sleep(interval)
 
     def _shutdown_launcher(self) -> None:
         if "launcher" in self.__dict__:

@@ -30,23 +30,6 @@ from botocore.exceptions import (
 
 from airflow_fargate.ecs_types import LaunchFailure, LaunchResult
 
-# AWS error codes that another attempt can fix (after a pause).
-RETRYABLE_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "ServerException",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "InternalFailure",
-        "InternalError",
-        "ExpiredTokenException",
-        "ExpiredToken",
-        "RequestExpired",
-    }
-)
 # Credentials expired, rotated or not yet there: rebuild the client and try again later.
 CREDENTIAL_CODES = frozenset(
     {"ExpiredTokenException", "ExpiredToken", "RequestExpired", "InvalidClientTokenId", "UnrecognizedClientException"}
@@ -56,6 +39,8 @@ THROTTLING_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyReque
 OUTCOME_UNKNOWN_CODES = frozenset(
     {"ServerException", "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "InternalError"}
 )
+# AWS error codes that another attempt can fix (after a pause).
+RETRYABLE_CODES = THROTTLING_CODES | CREDENTIAL_CODES | OUTCOME_UNKNOWN_CODES
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_CAP_SECONDS = 120.0
 

@@ -215,13 +215,12 @@ class RunTaskKwargsBuilder:
                 error = TaskConfigError if layer is task_layer else FargateConfigError
                 raise error(f"{name} sets both launchType and capacityProviderStrategy; ECS accepts only one.")
         try:
-            kwargs = apply_defaults(deep_merge(base, task_layer))
-            self._inject_command(kwargs, command)
+            kwargs = self._assemble(base, task_layer, command)
         except (TypeError, AttributeError, ValueError) as err:  # shapes no merge can make sense of
             raise TaskConfigError(f"executor_config cannot be merged into the run_task kwargs: {err}") from None
         problems = validation_errors(kwargs)
         if problems:
-            if task_layer and validation_errors(self._inject_and_default(base, command)) is None:
+            if task_layer and validation_errors(self._assemble(base, {}, command)) is None:
                 raise TaskConfigError(f"executor_config gives invalid ECS run_task kwargs: {problems}")
             raise FargateConfigError(f"The configured ECS run_task kwargs are invalid: {problems}")
         return kwargs
@@ -245,7 +244,8 @@ class RunTaskKwargsBuilder:
         if len(self._valid_configs) < CHECK_CACHE_SIZE:
             self._valid_configs.add(cache_key)
 
-    def _inject_and_default(self, base: dict[str, Any], command: Sequence[str]) -> dict[str, Any]:
-        kwargs = apply_defaults(copy.deepcopy(base))
+    def _assemble(self, base: dict[str, Any], task_layer: dict[str, Any], command: Sequence[str]) -> dict[str, Any]:
+        """Merge the task's layer over the base, fill defaults, put the command in its container."""
+        kwargs = apply_defaults(deep_merge(base, task_layer))
         self._inject_command(kwargs, command)
         return kwargs

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,14 +154,8 @@ class Tracker:
     def waiting_for_launch(self) -> Iterator[TrackedTask]:
         return (t for t in self._tasks.values() if t.arn is None)
 
-    def launched(self) -> Iterator[TrackedTask]:
-        return (t for t in self._tasks.values() if t.arn is not None)
-
     def active_arns(self) -> list[str]:
         return list(self._by_arn)
-
-    def all(self) -> Iterable[TrackedTask]:
-        return list(self._tasks.values())
 
     def record_launch(self, key: Any, arn: str, now: float) -> None:
         task = self._tasks[key]
