@@ -6,7 +6,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv lint typecheck unit test demo bench docs clean
+.PHONY: venv lint typecheck unit test test-airflow3 test-airflow2 demo bench docs clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,14 +26,29 @@ typecheck: venv
 unit: venv
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
-test: lint typecheck
+test: lint typecheck test-airflow3 test-airflow2
+
+test-airflow3: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Airflow 2.10/2.11 stay supported: the unit tests and the Airflow 2 end-to-end DAG run again in a
+# second venv (Airflow 3's e2e tests skip there).
+AIRFLOW2_VENV ?= .venv-airflow2
+AIRFLOW2_VERSION ?= 2.11.*
+$(AIRFLOW2_VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(AIRFLOW2_VENV)
+	$(AIRFLOW2_VENV)/bin/pip install --quiet --upgrade pip uv
+	$(AIRFLOW2_VENV)/bin/uv pip install --quiet --python $(AIRFLOW2_VENV)/bin/python -e '.[test]' 'apache-airflow==$(AIRFLOW2_VERSION)'
+	touch $@
+
+test-airflow2: $(AIRFLOW2_VENV)/.installed
+	$(AIRFLOW2_VENV)/bin/python -m pytest -n 2 $(PYTEST_ARGS)
 
 docs: venv
 	$(PY) -m airflow_fargate.docs README.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build dist
+	rm -rf $(VENV) $(AIRFLOW2_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build dist
 
 demo: venv
 	$(PY) -m airflow_fargate.local.demo

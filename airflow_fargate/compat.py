@@ -31,12 +31,12 @@ def command_for_adopted(ti: Any) -> list[str]:
         from airflow.executors.workloads import ExecuteTask
 
         return workload_command(ExecuteTask.make(ti))
-    return list(ti.command_as_list())  # pragma: no cover - Airflow 2
+    return list(ti.command_as_list())
 
 
 try:  # Airflow 3.1+: module-level incr/gauge/timer/timing
     from airflow.observability import stats as _stats_impl
-except ImportError:  # pragma: no cover - Airflow 2
+except ImportError:
     from airflow.stats import Stats as _stats_impl  # type: ignore[no-redef]
 
 stats: Any = _stats_impl

@@ -10,6 +10,8 @@ os.environ["AIRFLOW_HOME"] = _HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
 os.environ["AIRFLOW__CORE__EXECUTOR"] = "airflow_fargate.FargateExecutor"
+# Airflow 2 refuses non-local executors on SQLite unless told this is a test (its own switch).
+os.environ["_AIRFLOW__SKIP_DATABASE_EXECUTOR_COMPATIBILITY_CHECK"] = "1"
 for _name, _value in {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -23,6 +25,8 @@ for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECS"):
 import pytest  # noqa: E402
 
 from tests.helpers import SECTION_PREFIXES  # noqa: E402
+
+pytest_plugins = ["tests.executor_harness"]  # the `ecs` and `executor` fixtures
 
 
 @pytest.fixture(autouse=True)

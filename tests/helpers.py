@@ -1,15 +1,19 @@
-"""Builders shared by the tests: config env, Airflow 3 workloads, a moto ECS world."""
+"""Builders shared by the tests: config env, queued work for Airflow 3 or 2, a moto ECS world."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
+
+from airflow_fargate.compat import AIRFLOW_V3
 
 SECTION_PREFIXES = ("AIRFLOW__FARGATE__", "AIRFLOW__AWS_ECS_EXECUTOR__")
 REGION = "us-east-1"
@@ -17,6 +21,8 @@ CLUSTER = "airflow-tasks"
 FAMILY = "airflow-worker"
 CONTAINER = "base"
 SIDECAR = "log-router"
+LOG_GROUP = "/ecs/airflow"
+LOG_PREFIX = "airflow"
 
 
 def set_config(monkeypatch: pytest.MonkeyPatch, section: str, **values: Any) -> None:
@@ -37,6 +43,14 @@ def minimal_config(monkeypatch: pytest.MonkeyPatch, **extra: Any) -> None:
     set_config(monkeypatch, "aws_ecs_executor", **values)
 
 
+@dataclass
+class Airflow2Task:
+    """What Airflow 2's BaseExecutor hands to execute_async: a key, a command list and the TI."""
+
+    ti: Any
+    command: list[str]
+
+
 def make_workload(
     task_id: str = "t1",
     *,
@@ -46,6 +60,17 @@ def make_workload(
     map_index: int = -1,
     executor_config: dict[str, Any] | None = None,
 ) -> Any:
+    """One queued try: an ExecuteTask workload on Airflow 3, an ``airflow tasks run`` task on 2."""
+    if not AIRFLOW_V3:
+        from airflow.models.taskinstancekey import TaskInstanceKey
+
+        key = TaskInstanceKey(dag_id, task_id, run_id, try_number, map_index)
+        command = ["airflow", "tasks", "run", dag_id, task_id, run_id, "--local", "--subdir", "DAGS_FOLDER/x.py"]
+        if map_index >= 0:
+            command += ["--map-index", str(map_index)]
+        ti = SimpleNamespace(key=key, task_id=task_id, executor_config=executor_config, queue="default")
+        return Airflow2Task(ti, command)
+
     from airflow.executors.workloads import ExecuteTask
     from airflow.executors.workloads.base import BundleInfo
     from airflow.executors.workloads.task import TaskInstanceDTO
@@ -70,6 +95,24 @@ def make_workload(
         log_path=f"dag_id={dag_id}/{task_id}.log",
         bundle_info=BundleInfo(name="dags-folder"),
     )
+
+
+def submit(executor: Any, work: Any) -> None:
+    """Hand one try to the executor the way the scheduler's BaseExecutor does on this Airflow."""
+    if AIRFLOW_V3:
+        executor.queue_workload(work, session=None)
+        return
+    executor.execute_async(
+        key=work.ti.key, command=work.command, queue=work.ti.queue, executor_config=work.ti.executor_config
+    )
+    executor.running.add(work.ti.key)
+
+
+def command_of(work: Any) -> list[str]:
+    """The container command the executor sends for this try."""
+    from airflow_fargate.compat import workload_command
+
+    return work.command if isinstance(work, Airflow2Task) else workload_command(work)
 
 
 @dataclass
@@ -99,6 +142,15 @@ class MotoEcs:
 
         set_state(self.task(arn), status, **kwargs)
 
+    def print(self, arn: str, *lines: str) -> None:
+        """Write lines to the task's awslogs stream, as the container would."""
+        logs = boto3.client("logs", region_name=REGION)
+        stream = f"{LOG_PREFIX}/{CONTAINER}/{arn.rsplit('/', 1)[-1]}"
+        logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+        now = int(time.time() * 1000)
+        events = [{"timestamp": now + i, "message": line} for i, line in enumerate(lines)]
+        logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=events)
+
     def all_task_arns(self) -> list[str]:
         return [arn for tasks in self.backend().tasks.values() for arn in tasks]
 
@@ -113,6 +165,7 @@ def moto_ecs() -> Iterator[MotoEcs]:
         subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
         group = ec2.describe_security_groups()["SecurityGroups"][0]["GroupId"]
         ecs.create_cluster(clusterName=CLUSTER)
+        boto3.client("logs", region_name=REGION).create_log_group(logGroupName=LOG_GROUP)
         ecs.register_task_definition(
             family=FAMILY,
             requiresCompatibilities=["FARGATE"],
@@ -120,7 +173,16 @@ def moto_ecs() -> Iterator[MotoEcs]:
             cpu="256",
             memory="512",
             containerDefinitions=[
-                {"name": CONTAINER, "image": "apache/airflow:3.3.2", "essential": True, "memory": 256},
+                {
+                    "name": CONTAINER,
+                    "image": "apache/airflow:3.3.2",
+                    "essential": True,
+                    "memory": 256,
+                    "logConfiguration": {
+                        "logDriver": "awslogs",
+                        "options": {"awslogs-group": LOG_GROUP, "awslogs-stream-prefix": LOG_PREFIX},
+                    },
+                },
                 {"name": SIDECAR, "image": "fluent-bit", "essential": False, "memory": 64},
             ],
         )

@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 from airflow.utils.state import TaskInstanceState
 
-from airflow_fargate.compat import workload_command
 from airflow_fargate.executor import FargateExecutor
 from airflow_fargate.local.faults import Faults
 from airflow_fargate.local.server import LocalEcs
-from tests.helpers import make_workload, set_config
+from tests.helpers import command_of, make_workload, set_config, submit
 
 N_TASKS = 300
 FAULTS = Faults(
@@ -75,13 +74,13 @@ def test_chaos_every_task_succeeds_and_no_try_runs_twice(local_ecs, monkeypatch)
     workloads: dict[Any, Any] = {}
     # An adopted task that must be relaunched rebuilds its command from the DB row (ExecuteTask.make);
     # these stand-in TIs have no DB row, so hand back the workload the row would produce.
-    monkeypatch.setattr("airflow_fargate.executor.command_for_adopted", lambda ti: workload_command(workloads[ti.key]))
+    monkeypatch.setattr("airflow_fargate.executor.command_for_adopted", lambda ti: command_of(workloads[ti.key]))
     first = new_executor()
     for i in range(N_TASKS):
         workload = make_workload(f"t{i}", dag_id="chaos")
         latest[workload.ti.task_id] = workload.ti.key
         workloads[workload.ti.key] = workload
-        first.queue_workload(workload, session=None)
+        submit(first, workload)
 
     def done(fraction: float):
         return lambda: (
@@ -111,7 +110,7 @@ def test_chaos_every_task_succeeds_and_no_try_runs_twice(local_ecs, monkeypatch)
         workload = make_workload(ti.key.task_id, dag_id="chaos", try_number=ti.key.try_number + 1)
         latest[ti.key.task_id] = workload.ti.key
         workloads[workload.ti.key] = workload
-        second.queue_workload(workload, session=None)
+        submit(second, workload)
     drive(second, final, latest, done(1.0), timeout=240)
     second.end(heartbeat_interval=0.2)
 

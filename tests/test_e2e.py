@@ -11,9 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from airflow_fargate.compat import AIRFLOW_V3
 from airflow_fargate.local.stack import AirflowStack
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(not AIRFLOW_V3, reason="Airflow 3 stack; Airflow 2 has tests/test_e2e_airflow2.py"),
+]
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = {"example_fargate": "e2e-example", "e2e_fail": "e2e-fail", "e2e_spot": "e2e-spot"}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from airflow.executors.executor_loader import ExecutorLoader
@@ -13,82 +12,11 @@ from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.utils.state import TaskInstanceState
 from botocore.exceptions import ClientError, ReadTimeoutError
 
+from airflow_fargate.compat import AIRFLOW_V3
 from airflow_fargate.errors import FargateConfigError
 from airflow_fargate.executor import FargateExecutor
-from tests.helpers import CLUSTER, CONTAINER, FAMILY, MotoEcs, make_workload, minimal_config, moto_ecs
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def ecs():
-    with moto_ecs() as world:
-        yield world
-
-
-@pytest.fixture
-def executor(monkeypatch, ecs: MotoEcs) -> FargateExecutor:
-    minimal_config(
-        monkeypatch,
-        check_health_on_startup="True",
-        subnets=",".join(ecs.subnets),
-        security_groups=ecs.security_group,
-    )
-    ex = FargateExecutor()
-    ex._clock = FakeClock()
-    ex.start()
-    return ex
-
-
-def queue(executor: FargateExecutor, *workloads: Any) -> list[TaskInstanceKey]:
-    for workload in workloads:
-        executor.queue_workload(workload, session=None)
-    return [w.ti.key for w in workloads]
-
-
-def calls(executor: FargateExecutor, operation: str) -> list[dict[str, Any]]:
-    """Record the params of every ``operation`` call the executor's ECS client makes from now on."""
-    seen: list[dict[str, Any]] = []
-
-    def hook(params, **_):
-        seen.append(dict(params))
-
-    for client in (executor.ecs.client, executor.ecs.launch_client):
-        client.meta.events.register(f"provide-client-params.ecs.{operation}", hook)
-    return seen
-
-
-def beat(executor: FargateExecutor) -> None:
-    """One scheduler heartbeat, then (as the next heartbeat would) apply the launches it started."""
-    executor.heartbeat()
-    wait_idle(executor)
-    executor._apply_launches()
-    executor._poll(request_next=False)
-
-
-def wait_idle(executor: FargateExecutor) -> None:
-    """Until no run_task or describe_tasks call of the executor is in flight."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        launching = "launcher" in executor.__dict__ and executor.launcher.in_flight
-        polling = "poller" in executor.__dict__ and executor.poller.busy
-        if not launching and not polling:
-            return
-        time.sleep(0.005)
-    raise TimeoutError("executor calls still in flight")
-
-
-def events(executor: FargateExecutor) -> dict[TaskInstanceKey, tuple[Any, Any]]:
-    return executor.get_event_buffer()
-
-
-# ---- loading and start ----------------------------------------------------------------------------
+from tests.executor_harness import FakeClock, beat, calls, events, queue, wait_idle
+from tests.helpers import CLUSTER, CONTAINER, FAMILY, MotoEcs, command_of, make_workload, minimal_config
 
 
 def test_loaded_by_the_user_facing_string(monkeypatch, ecs):
@@ -144,8 +72,17 @@ def test_launches_the_workload_command_into_the_container(executor, ecs):
     sent = run_calls[0]
     override = sent["overrides"]["containerOverrides"][0]
     assert override["name"] == CONTAINER
-    assert override["command"][:4] == ["python", "-m", "airflow.sdk.execution_time.execute_workload", "--json-string"]
-    assert make_workload().__class__.model_validate_json(override["command"][4]).ti.task_id == "hello"
+    assert override["command"] == command_of(workload)
+    if AIRFLOW_V3:
+        assert override["command"][:4] == [
+            "python",
+            "-m",
+            "airflow.sdk.execution_time.execute_workload",
+            "--json-string",
+        ]
+        assert workload.__class__.model_validate_json(override["command"][4]).ti.task_id == "hello"
+    else:
+        assert override["command"][:6] == ["airflow", "tasks", "run", "dag", "hello", "run1"]
     assert {"name": "GREETING", "value": "hi"} in override["environment"]
     assert sent["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == ecs.subnets
     assert len(sent["clientToken"]) == 64

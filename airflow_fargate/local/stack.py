@@ -1,8 +1,9 @@
-"""A whole Airflow 3 deployment on one machine, using FargateExecutor on the local ECS endpoint.
+"""A whole Airflow deployment on one machine, using FargateExecutor on the local ECS endpoint.
 
 Used by ``make demo`` and the end-to-end tests: metadata DB (SQLite by default), api-server,
-dag-processor and scheduler as subprocesses, the local ECS endpoint in this process (so the
-scheduler can be killed and restarted while tasks keep running).
+dag-processor and scheduler as subprocesses on Airflow 3 (just the scheduler, which parses DAGs
+itself, on Airflow 2), the local ECS endpoint in this process (so the scheduler can be killed and
+restarted while tasks keep running).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_fargate.compat import AIRFLOW_V3
 from airflow_fargate.local.faults import Faults
 from airflow_fargate.local.server import LocalEcs
 
@@ -95,6 +97,10 @@ class AirflowStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if not AIRFLOW_V3 and self.sql_alchemy_conn.startswith("sqlite"):
+            # Airflow 2 refuses remote executors on SQLite outside its own tests; one small DAG
+            # at a time is fine (production on Airflow 2 needs PostgreSQL or MySQL anyway).
+            env["_AIRFLOW__SKIP_DATABASE_EXECUTOR_COMPATIBILITY_CHECK"] = "1"
         env.update(self.ecs.scheduler_env())
         env.update(self.extra_env)
         return env
@@ -111,10 +117,12 @@ class AirflowStack:
         assert self.ecs.runner is not None
         self.ecs.runner.base_env = env  # task containers see the deployment's Airflow settings
         self.airflow("db", "migrate", timeout=300)
-        self.start_process("api-server", "api-server")
-        self.start_process("dag-processor", "dag-processor")
+        if AIRFLOW_V3:
+            self.start_process("api-server", "api-server")
+            self.start_process("dag-processor", "dag-processor")
         self.start_process("scheduler", "scheduler")
-        self.wait_for_api()
+        if AIRFLOW_V3:
+            self.wait_for_api()
         return self
 
     def start_process(self, name: str, *args: str) -> None:

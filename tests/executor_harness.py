@@ -1,0 +1,88 @@
+"""Drive a FargateExecutor against moto ECS the way the scheduler does (shared by executor tests)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from airflow.models.taskinstancekey import TaskInstanceKey
+
+from airflow_fargate.executor import FargateExecutor
+from tests.helpers import MotoEcs, minimal_config, moto_ecs, submit
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def ecs():
+    with moto_ecs() as world:
+        yield world
+
+
+@pytest.fixture
+def executor(monkeypatch, ecs: MotoEcs) -> FargateExecutor:
+    minimal_config(
+        monkeypatch,
+        check_health_on_startup="True",
+        subnets=",".join(ecs.subnets),
+        security_groups=ecs.security_group,
+    )
+    ex = FargateExecutor()
+    ex._clock = FakeClock()
+    ex.start()
+    return ex
+
+
+def queue(executor: FargateExecutor, *workloads: Any) -> list[TaskInstanceKey]:
+    for workload in workloads:
+        submit(executor, workload)
+    return [w.ti.key for w in workloads]
+
+
+def calls(executor: FargateExecutor, operation: str) -> list[dict[str, Any]]:
+    """Record the params of every ``operation`` call the executor's ECS client makes from now on."""
+    seen: list[dict[str, Any]] = []
+
+    def hook(params, **_):
+        seen.append(dict(params))
+
+    for client in (executor.ecs.client, executor.ecs.launch_client):
+        client.meta.events.register(f"provide-client-params.ecs.{operation}", hook)
+    return seen
+
+
+def beat(executor: FargateExecutor) -> None:
+    """One scheduler heartbeat, then (as the next heartbeat would) apply the launches it started."""
+    executor.heartbeat()
+    wait_idle(executor)
+    executor._apply_launches()
+    executor._poll(request_next=False)
+    if "failure_output" in executor.__dict__:  # failures wait for their output lines: fetch them now
+        executor.failure_output.wait(30)
+        executor._release_failures()
+
+
+def wait_idle(executor: FargateExecutor) -> None:
+    """Until no run_task or describe_tasks call of the executor is in flight."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        launching = "launcher" in executor.__dict__ and executor.launcher.in_flight
+        polling = "poller" in executor.__dict__ and executor.poller.busy
+        if not launching and not polling:
+            return
+        time.sleep(0.005)
+    raise TimeoutError("executor calls still in flight")
+
+
+def events(executor: FargateExecutor) -> dict[TaskInstanceKey, tuple[Any, Any]]:
+    return executor.get_event_buffer()
+
+
+# ---- loading and start ----------------------------------------------------------------------------
