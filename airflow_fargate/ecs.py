@@ -50,7 +50,7 @@ class EcsClient:
         self._client: Any = None
         self._launch_client: Any = None
         self._client_lock = threading.Lock()
-        self._essential_cache: dict[str, frozenset[str] | None] = {}
+        self._definition_cache: dict[str, dict[str, Any]] = {}
 
     def _make_client(self, config: Config) -> Any:
         target = self._target_factory()
@@ -114,24 +114,23 @@ class EcsClient:
     def stop_task(self, arn: str, reason: str) -> None:
         self.client.stop_task(cluster=self.cluster, task=arn, reason=reason[:255])
 
-    def essential_containers(self, task_definition_arn: str | None) -> frozenset[str] | None:
-        """Names of the essential containers of a task definition (None = treat all as essential)."""
-        if not task_definition_arn:
-            return None
-        if task_definition_arn not in self._essential_cache:
+    def task_definition(self, task_definition_arn: str) -> dict[str, Any] | None:
+        """A task definition by ARN (cached: a revision never changes), None if unreadable."""
+        if task_definition_arn not in self._definition_cache:
             try:
                 definition = self.client.describe_task_definition(taskDefinition=task_definition_arn)["taskDefinition"]
-                self._essential_cache[task_definition_arn] = frozenset(
-                    c["name"] for c in definition.get("containerDefinitions", []) if c.get("essential", True)
-                )
             except ClientError as err:
-                log.warning(
-                    "Cannot read task definition %s (%s); treating all containers as essential.",
-                    task_definition_arn,
-                    err,
-                )
+                log.warning("Cannot read task definition %s (%s).", task_definition_arn, err)
                 return None
-        return self._essential_cache[task_definition_arn]
+            self._definition_cache[task_definition_arn] = definition
+        return self._definition_cache[task_definition_arn]
+
+    def essential_containers(self, task_definition_arn: str | None) -> frozenset[str] | None:
+        """Names of the essential containers of a task definition (None = treat all as essential)."""
+        definition = self.task_definition(task_definition_arn) if task_definition_arn else None
+        if definition is None:
+            return None
+        return frozenset(c["name"] for c in definition.get("containerDefinitions", []) if c.get("essential", True))
 
     def health_problems(self, task_definition: str | None, container_name: str) -> list[str]:
         """Credentials work, the cluster is ACTIVE and the task definition has container_name."""

@@ -15,18 +15,20 @@ from typing import Any
 
 from airflow.executors.base_executor import BaseExecutor
 
-from airflow_fargate.aws_session import aws_target
+from airflow_fargate.aws_session import AwsTarget, aws_target
 from airflow_fargate.compat import command_for_adopted, requeue_try_for_relaunch, stats, workload_command
 from airflow_fargate.ecs import DescribeResult, EcsClient
 from airflow_fargate.ecs_types import LaunchResult
 from airflow_fargate.errors import FargateConfigError
 from airflow_fargate.launcher import Launcher, LaunchRequest, backoff_seconds, is_credentials_error
+from airflow_fargate.logs import CloudWatchLogReader, FailureOutput, TaskOutput
 from airflow_fargate.poller import Poller
 from airflow_fargate.run_task import RunTaskKwargsBuilder
 from airflow_fargate.settings import ExecutorSettings, load_settings
 from airflow_fargate.tracker import Outcome, TrackedTask, Tracker, Verdict
 
 TERMINATE_WAIT_SECONDS = 60.0
+FAILURE_OUTPUT_WAIT_SECONDS = 5.0
 
 
 class FargateExecutor(BaseExecutor):
@@ -52,8 +54,11 @@ class FargateExecutor(BaseExecutor):
 
     @cached_property
     def ecs(self) -> EcsClient:
-        settings = self.settings
-        return EcsClient(lambda: aws_target(settings.aws_conn_id, settings.region_name), settings.cluster)
+        return EcsClient(self._aws_target, self.settings.cluster)
+
+    def _aws_target(self) -> AwsTarget:
+        """Session (re-resolved after credential problems) for every AWS client of the executor."""
+        return aws_target(self.settings.aws_conn_id, self.settings.region_name)
 
     @cached_property
     def tracker(self) -> Tracker:
@@ -63,6 +68,18 @@ class FargateExecutor(BaseExecutor):
     @cached_property
     def poller(self) -> Poller:
         return Poller(self._describe)
+
+    @cached_property
+    def log_reader(self) -> CloudWatchLogReader:
+        return CloudWatchLogReader(self._aws_target, self.settings.region_name)
+
+    @cached_property
+    def output(self) -> TaskOutput:
+        return TaskOutput(self.ecs, self.log_reader, self.settings.container_name)
+
+    @cached_property
+    def failure_output(self) -> FailureOutput:
+        return FailureOutput(self.output)
 
     @cached_property
     def launcher(self) -> Launcher:
@@ -136,6 +153,7 @@ class FargateExecutor(BaseExecutor):
             self._launch_due()
         except Exception:
             self.log.exception("FargateExecutor: launching ECS tasks failed; will retry next heartbeat.")
+        self._release_failures()
         stats.gauge("fargate.tasks.pending", sum(1 for _ in self.tracker.waiting_for_launch()))
         stats.gauge("fargate.tasks.running", len(self.tracker.active_arns()))
 
@@ -209,6 +227,8 @@ class FargateExecutor(BaseExecutor):
         self.log.warning("AWS credentials problem (%s); re-resolving credentials for the next calls.", reason)
         stats.incr("fargate.credentials.refresh")
         self.ecs.reset()
+        if "log_reader" in self.__dict__:
+            self.log_reader.reset()
 
     def _stop_quietly(self, arn: str, reason: str) -> None:
         try:
@@ -247,18 +267,22 @@ class FargateExecutor(BaseExecutor):
             essential = (
                 self.ecs.essential_containers(state.task_definition_arn) if state.last_status == "STOPPED" else None
             )
-            self._apply(task, self.tracker.observe(state, essential, now), now)
+            self._apply(task, self.tracker.observe(state, essential, now), now, state.task_definition_arn)
         for arn, reason in result.missing.items():
             task = self.tracker.by_arn(arn)
             if task is not None:
                 self._apply(task, self.tracker.observe_missing(arn, reason, now), now)
 
-    def _apply(self, task: TrackedTask, verdict: Verdict, now: float) -> None:
+    def _apply(self, task: TrackedTask, verdict: Verdict, now: float, task_definition_arn: str | None = None) -> None:
         if verdict.stop_first and task.arn:
             self._stop_quietly(task.arn, verdict.reason)
         if verdict.outcome is Outcome.SUCCESS:
             self.tracker.remove(task.key)
             self.success(task.key, task.arn)
+        elif verdict.outcome is Outcome.FAILED and task.arn and task_definition_arn:
+            # The container ran: report the failure with its last output lines (fetched off-heartbeat).
+            self.tracker.remove(task.key)
+            self.failure_output.hold(task.key, verdict.reason, task.arn, task_definition_arn, now)
         elif verdict.outcome is Outcome.FAILED:
             self._fail(task, verdict.reason)
         elif verdict.outcome is Outcome.RELAUNCH:
@@ -279,10 +303,19 @@ class FargateExecutor(BaseExecutor):
             return f"could not requeue the try ({type(err).__name__}: {err})"
 
     def _fail(self, task: TrackedTask, reason: str) -> None:
-        self.log.error("Task %s failed: %s", task.key, reason)
         self.tracker.remove(task.key)
-        self.log_task_event(event="fargate task failed", ti_key=task.key, extra=reason)
-        self.fail(task.key, reason)
+        self._report_failure(task.key, reason)
+
+    def _report_failure(self, key: Any, reason: str) -> None:
+        self.log.error("Task %s failed: %s", key, reason)
+        self.log_task_event(event="fargate task failed", ti_key=key, extra=reason)
+        self.fail(key, reason)
+
+    def _release_failures(self, *, everything: bool = False) -> None:
+        if "failure_output" not in self.__dict__:
+            return
+        for key, reason in self.failure_output.release(self._clock(), everything=everything):
+            self._report_failure(key, reason)
 
     # -- shutdown, revoke, adoption --
 
@@ -296,6 +329,7 @@ class FargateExecutor(BaseExecutor):
             self._wait_for_tasks(heartbeat_interval)
         except Exception:
             self.log.exception("FargateExecutor: error while waiting for ECS tasks to finish.")
+        self._flush_failures()
 
     def terminate(self) -> None:
         """Stop every ECS task this scheduler owns (SIGTERM to the scheduler), then wait briefly."""
@@ -310,6 +344,13 @@ class FargateExecutor(BaseExecutor):
             self._wait_for_tasks(1, deadline=self._clock() + TERMINATE_WAIT_SECONDS)
         except Exception:
             self.log.exception("FargateExecutor: error while terminating ECS tasks.")
+        self._flush_failures()
+
+    def _flush_failures(self) -> None:
+        """Report every held failure before the scheduler goes (output if it arrives in time)."""
+        if "failure_output" in self.__dict__:
+            self.failure_output.shutdown(wait_seconds=FAILURE_OUTPUT_WAIT_SECONDS)
+            self._release_failures(everything=True)
 
     def _wait_for_tasks(self, interval: float, deadline: float | None = None) -> None:
         """Describe synchronously until no ECS task we own is left (or the deadline passes)."""
@@ -334,6 +375,21 @@ class FargateExecutor(BaseExecutor):
             return  # a launch still in flight is stopped when its result arrives
         self._stop_quietly(task.arn, "Revoked by Airflow (task stuck in queued)")
         self.log.info("Revoked %s: stopped ECS task %s", ti.key, task.arn)
+
+    def get_task_log(self, ti: Any, try_number: int) -> tuple[list[str], list[str]]:
+        """The running try's container output from CloudWatch, for the Airflow UI (the container
+        serves no logs itself). Called by the webserver/api-server while the task is RUNNING."""
+        arn = getattr(ti, "external_executor_id", None)
+        if not arn or try_number != ti.try_number:
+            return [], []
+        try:
+            result = self.output.read(arn)
+        except Exception as err:  # the UI must get a message, never a stack trace
+            self.log.warning("Cannot read the output of ECS task %s", arn, exc_info=True)
+            return [f"FargateExecutor could not read the output of ECS task {arn}: {err}"], []
+        if not result.lines:
+            return [f"ECS task {arn}: {result.problem}"], []
+        return [f"Output of ECS task {arn} from {result.source}"], ["\n".join(result.lines) + "\n"]
 
     def try_adopt_task_instances(self, tis: Sequence[Any]) -> Sequence[Any]:
         """Adopt tasks launched by a dead scheduler: their external_executor_id is the task ARN."""
