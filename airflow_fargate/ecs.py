@@ -131,29 +131,3 @@ class EcsClient:
         if definition is None:
             return None
         return frozenset(c["name"] for c in definition.get("containerDefinitions", []) if c.get("essential", True))
-
-    def health_problems(self, task_definition: str | None, container_name: str) -> list[str]:
-        """Credentials work, the cluster is ACTIVE and the task definition has container_name."""
-        problems: list[str] = []
-        try:
-            clusters = self.client.describe_clusters(clusters=[self.cluster])
-        except Exception as err:  # credentials, endpoint, permissions
-            return [f"cannot call ecs:DescribeClusters ({type(err).__name__}: {err})"]
-        active = [c for c in clusters.get("clusters", []) if c.get("status") == "ACTIVE"]
-        if not active:
-            problems.append(f"cluster {self.cluster!r} not found or not ACTIVE")
-        if task_definition:
-            try:
-                definition = self.client.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]
-            except ClientError as err:
-                problems.append(f"task definition {task_definition!r} not found: {err}")
-            else:
-                names = [c.get("name") for c in definition.get("containerDefinitions", [])]
-                if container_name not in names:
-                    problems.append(
-                        f"task definition {task_definition!r} has no container named {container_name!r} "
-                        f"(it has: {', '.join(map(str, names)) or 'none'})"
-                    )
-                if definition.get("status") not in (None, "ACTIVE"):
-                    problems.append(f"task definition {task_definition!r} is {definition.get('status')}")
-        return problems

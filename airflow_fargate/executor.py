@@ -16,6 +16,7 @@ from typing import Any
 from airflow.executors.base_executor import BaseExecutor
 
 from airflow_fargate.aws_session import AwsTarget, aws_target
+from airflow_fargate.checks import startup_problems
 from airflow_fargate.compat import command_for_adopted, requeue_try_for_relaunch, stats, workload_command
 from airflow_fargate.ecs import DescribeResult, EcsClient
 from airflow_fargate.ecs_types import LaunchResult
@@ -95,7 +96,9 @@ class FargateExecutor(BaseExecutor):
         self.ecs.launch_client  # noqa: B018 - create clients now, not inside the first heartbeats
         stats.gauge("fargate.tasks.running", 0)  # loads Airflow's metrics registry now, not in a heartbeat
         if settings.check_health_on_startup:
-            problems = self.ecs.health_problems(settings.task_definition, settings.container_name)
+            problems = startup_problems(
+                self.ecs.client, settings.cluster, settings.task_definition, settings.container_name
+            )
             if problems:
                 raise FargateConfigError(
                     "FargateExecutor health check failed (set [aws_ecs_executor] check_health_on_startup = "
@@ -375,6 +378,13 @@ class FargateExecutor(BaseExecutor):
             return  # a launch still in flight is stopped when its result arrives
         self._stop_quietly(task.arn, "Revoked by Airflow (task stuck in queued)")
         self.log.info("Revoked %s: stopped ECS task %s", ti.key, task.arn)
+
+    @staticmethod
+    def get_cli_commands() -> list[Any]:
+        """``airflow fargate ...`` on Airflow 2 (Airflow 3 finds them through the provider info)."""
+        from airflow_fargate.cli import get_fargate_cli_commands
+
+        return list(get_fargate_cli_commands())
 
     def get_task_log(self, ti: Any, try_number: int) -> tuple[list[str], list[str]]:
         """The running try's container output from CloudWatch, for the Airflow UI (the container

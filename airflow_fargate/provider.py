@@ -21,4 +21,5 @@ def get_provider_info() -> dict[str, Any]:
         "versions": [__version__],
         "executors": ["airflow_fargate.FargateExecutor"],
         "config": provider_config(),
+        "cli": ["airflow_fargate.cli.get_fargate_cli_commands"],  # Airflow 3; Airflow 2 asks the executor
     }

@@ -41,7 +41,7 @@ def validation_errors(kwargs: Mapping[str, Any]) -> str | None:
     return report.generate_report() if report.has_errors() else None
 
 
-def _is_named_list(value: Any) -> bool:
+def is_named_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(i, dict) and isinstance(i.get("name"), str) for i in value)
 
 
@@ -55,7 +55,7 @@ def deep_merge(base: Any, overlay: Any) -> Any:
                 merged.pop(_EXCLUSIVE[key], None)
             merged[key] = deep_merge(merged[key], value) if key in merged else copy.deepcopy(value)
         return merged
-    if _is_named_list(base) and _is_named_list(overlay):
+    if is_named_list(base) and is_named_list(overlay):
         merged_items = {item["name"]: copy.deepcopy(item) for item in base}
         for item in overlay:
             name = item["name"]
@@ -140,10 +140,12 @@ class RunTaskKwargsBuilder:
         # Fail at scheduler start, not on the first task, if the configured layers are invalid.
         self.build(list(SAMPLE_COMMAND), None)
 
-    def _base(self, command: Sequence[str]) -> dict[str, Any]:
+    def base_layers(self, command: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+        """The configured layers, lowest first, named for show-config: the section values (or the
+        execution_config_function's result), then run_task_kwargs."""
         if self._custom is None:
             assert self._static_base is not None
-            base = copy.deepcopy(self._static_base)
+            first = ("config", copy.deepcopy(self._static_base))
         else:
             label = option_label("execution_config_function")
             try:
@@ -154,8 +156,12 @@ class RunTaskKwargsBuilder:
                 raise FargateConfigError(
                     f"{label}: the builder must return a dict of run_task kwargs, got {type(built).__name__}."
                 )
-            base = copy.deepcopy(dict(built))
-        merged: dict[str, Any] = deep_merge(base, dict(self.settings.run_task_kwargs))
+            first = ("execution_config_function", copy.deepcopy(dict(built)))
+        return [first, ("run_task_kwargs", dict(self.settings.run_task_kwargs))]
+
+    def _base(self, command: Sequence[str]) -> dict[str, Any]:
+        (_, first), (_, run_task_kwargs) = self.base_layers(command)
+        merged: dict[str, Any] = deep_merge(first, run_task_kwargs)
         return merged
 
     def _check_executor_config(self, executor_config: Any) -> dict[str, Any]:

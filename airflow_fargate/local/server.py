@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from importlib.metadata import version
 from typing import Any
 
 import boto3
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 ACCESS_KEY = "local"  # moto accepts any credentials; these make the env explicit
 SECRET_KEY = "local"  # not a secret: the local endpoint ignores credentials
 ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class LocalEcsConfig:
     cluster: str = "airflow-local"
     family: str = "airflow-local-task"
     container_name: str = "airflow-worker"
-    image: str = "apache/airflow:3.3.2-python3.11"
+    image: str = field(default_factory=lambda: f"apache/airflow:{version('apache-airflow')}-python{PYTHON}")
     log_group: str = "/ecs/airflow-local"
     log_stream_prefix: str = "airflow"
     cpu: str = "1024"

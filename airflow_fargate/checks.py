@@ -1,0 +1,187 @@
+"""Pre-flight checks of a deployment: the executor's startup health check and ``airflow fargate check``.
+
+Each check answers one question an operator would ask before the first task is lost (is the
+config valid, do credentials work, does the cluster exist, ...) with PASS, WARN or FAIL and a
+sentence saying what was found or what to fix. WARN never fails the command.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from airflow_fargate.logs import awslogs_stream
+
+BAD_CREDENTIAL_CODES = frozenset(
+    {"InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException", "AccessDenied"}
+)
+_VERSION_IN_TAG = re.compile(r"(?<![\d.])(\d+)\.(\d+)\.(\d+)(?![\d])")
+
+
+class Status(enum.Enum):
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.status.value:4}  {self.name}: {self.detail}"
+
+
+def _error(err: Exception) -> str:
+    return f"{type(err).__name__}: {err}"
+
+
+def _code(err: Exception) -> str:
+    return err.response.get("Error", {}).get("Code", "") if isinstance(err, ClientError) else ""
+
+
+def check_credentials(session: Any) -> Check:
+    """Credentials resolve, and STS accepts them (the identity is printed)."""
+    name = "credentials"
+    try:
+        credentials = session.get_credentials()
+    except (BotoCoreError, ClientError) as err:
+        return Check(name, Status.FAIL, f"cannot resolve AWS credentials ({_error(err)})")
+    if credentials is None:
+        return Check(name, Status.FAIL, "no AWS credentials found (aws_conn_id connection or boto3's default chain)")
+    try:
+        identity = session.client("sts").get_caller_identity()
+    except ClientError as err:
+        if _code(err) in BAD_CREDENTIAL_CODES:
+            return Check(name, Status.FAIL, f"AWS rejects the credentials ({_error(err)})")
+        return Check(name, Status.WARN, f"credentials found; sts:GetCallerIdentity failed ({_error(err)})")
+    except BotoCoreError as err:
+        return Check(name, Status.WARN, f"credentials found; sts:GetCallerIdentity failed ({_error(err)})")
+    return Check(name, Status.PASS, f"account {identity.get('Account')}, {identity.get('Arn')}")
+
+
+def check_cluster(ecs: Any, cluster: str) -> Check:
+    name = "cluster"
+    try:
+        found = ecs.describe_clusters(clusters=[cluster]).get("clusters", [])
+    except (BotoCoreError, ClientError) as err:
+        return Check(name, Status.FAIL, f"cannot call ecs:DescribeClusters ({_error(err)})")
+    active = [c for c in found if c.get("status") == "ACTIVE"]
+    if not active:
+        return Check(name, Status.FAIL, f"cluster {cluster!r} not found or not ACTIVE")
+    info = active[0]
+    return Check(
+        name,
+        Status.PASS,
+        f"{cluster!r} is ACTIVE ({info.get('runningTasksCount', 0)} running, "
+        f"{info.get('pendingTasksCount', 0)} pending tasks)",
+    )
+
+
+def check_task_definition(ecs: Any, task_definition: str, container: str) -> tuple[Check, dict[str, Any] | None]:
+    """The task definition exists, is ACTIVE and has the container the command goes to."""
+    name = "task definition"
+    try:
+        definition: dict[str, Any] = ecs.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]
+    except (BotoCoreError, ClientError) as err:
+        return Check(name, Status.FAIL, f"task definition {task_definition!r} not found: {_error(err)}"), None
+    names = [str(c.get("name")) for c in definition.get("containerDefinitions", [])]
+    if container not in names:
+        detail = (
+            f"task definition {task_definition!r} has no container named {container!r} "
+            f"(it has: {', '.join(names) or 'none'}); set container_name"
+        )
+        return Check(name, Status.FAIL, detail), definition
+    if definition.get("status") not in (None, "ACTIVE"):
+        return Check(
+            name, Status.FAIL, f"task definition {task_definition!r} is {definition.get('status')}"
+        ), definition
+    label = f"{definition.get('family')}:{definition.get('revision')}"
+    return Check(name, Status.PASS, f"{label} is ACTIVE and has container {container!r}"), definition
+
+
+def check_network(definition: dict[str, Any], kwargs: dict[str, Any]) -> Check:
+    """awsvpc (always so on Fargate) needs subnets in the run_task kwargs."""
+    name = "network"
+    mode = definition.get("networkMode", "bridge")
+    vpc = (kwargs.get("networkConfiguration") or {}).get("awsvpcConfiguration") or {}
+    if mode == "awsvpc" and not vpc.get("subnets"):
+        return Check(name, Status.FAIL, "the task definition uses awsvpc networking but no subnets are configured")
+    if mode == "awsvpc":
+        return Check(
+            name,
+            Status.PASS,
+            f"awsvpc in {len(vpc['subnets'])} subnet(s), security groups {vpc.get('securityGroups') or 'default'}, "
+            f"public IP {vpc.get('assignPublicIp', 'DISABLED')}",
+        )
+    return Check(name, Status.PASS, f"network mode {mode}")
+
+
+def check_awslogs(definition: dict[str, Any], container: str, logs_client: Callable[[str | None], Any]) -> Check:
+    """awslogs is configured (task output in the UI and failure reasons) and its group exists."""
+    name = "awslogs"
+    where = awslogs_stream(definition, container, "task/x")
+    if where is None:
+        return Check(
+            name,
+            Status.WARN,
+            f"container {container!r} has no awslogs log configuration with awslogs-group and "
+            "awslogs-stream-prefix: the UI cannot show output of running tasks, failures carry no output",
+        )
+    options = next(c for c in definition["containerDefinitions"] if c.get("name") == container)["logConfiguration"][
+        "options"
+    ]
+    if str(options.get("awslogs-create-group", "")).lower() == "true":
+        return Check(name, Status.PASS, f"group {where.group} (created by ECS on first use)")
+    try:
+        groups = logs_client(where.region).describe_log_groups(logGroupNamePrefix=where.group).get("logGroups", [])
+    except (BotoCoreError, ClientError) as err:
+        return Check(name, Status.WARN, f"group {where.group}: cannot verify that it exists ({_error(err)})")
+    if not any(g.get("logGroupName") == where.group for g in groups):
+        return Check(
+            name,
+            Status.FAIL,
+            f"log group {where.group} does not exist: ECS cannot start the task (ResourceInitializationError); "
+            "create it or set awslogs-create-group=true",
+        )
+    return Check(name, Status.PASS, f"group {where.group}, streams {where.stream.rsplit('/', 1)[0]}/<task id>")
+
+
+def check_image(definition: dict[str, Any], container: str, airflow_version: str) -> Check:
+    """The image tag's Airflow version (if it names one) matches the scheduler's."""
+    name = "image"
+    containers = definition.get("containerDefinitions", [])
+    image = str(next((c.get("image", "") for c in containers if c.get("name") == container), ""))
+    last_part = image.rsplit("/", 1)[-1]
+    tag = last_part.rpartition(":")[2] if ":" in last_part else ""
+    match = _VERSION_IN_TAG.search(tag)
+    if not match:
+        return Check(name, Status.PASS, f"{image} (tag names no version; make sure it runs Airflow {airflow_version})")
+    in_tag = ".".join(match.groups())
+    ours = _VERSION_IN_TAG.search(airflow_version)
+    ours_parts = ours.groups() if ours else ()
+    if match.groups()[:2] != ours_parts[:2]:
+        return Check(
+            name,
+            Status.FAIL,
+            f"{image} looks like Airflow {in_tag} but the scheduler runs {airflow_version}: workers must run the "
+            "same Airflow major.minor (rebuild the image with --build-arg AIRFLOW_VERSION)",
+        )
+    if match.groups() != ours_parts:
+        return Check(name, Status.WARN, f"{image} looks like Airflow {in_tag}; the scheduler runs {airflow_version}")
+    return Check(name, Status.PASS, f"{image} matches the scheduler's Airflow {airflow_version}")
+
+
+def startup_problems(ecs: Any, cluster: str, task_definition: str | None, container: str) -> list[str]:
+    """What the executor's startup health check refuses to start with (cluster, task definition)."""
+    checks = [check_cluster(ecs, cluster)]
+    if task_definition:
+        checks.append(check_task_definition(ecs, task_definition, container)[0])
+    return [c.detail for c in checks if c.status is Status.FAIL]

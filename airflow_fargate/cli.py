@@ -1,0 +1,141 @@
+"""``airflow fargate check`` and ``airflow fargate show-config``.
+
+Registered through the provider info's "cli" entry (Airflow 3) and
+``FargateExecutor.get_cli_commands`` (Airflow 2). This module is imported by every ``airflow``
+command, so it imports nothing heavy until a fargate command actually runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from airflow.cli.cli_config import ActionCommand, Arg, GroupCommand, lazy_load_command
+
+ARG_EXECUTOR_CONFIG = Arg(
+    ("--executor-config",),
+    help="A task's executor_config as JSON, merged on top like a real task's (show-config only)",
+    metavar="JSON",
+)
+ARG_OUTPUT = Arg(("--output",), help="text (default) or json", choices=("text", "json"), default="text")
+ARG_NO_AWS = Arg(("--offline",), help="Only check the configuration; make no AWS calls", action="store_true")
+
+
+def get_fargate_cli_commands() -> list[GroupCommand]:
+    """The ``airflow fargate`` command group."""
+    return [
+        GroupCommand(
+            name="fargate",
+            help="FargateExecutor tools: pre-flight checks and the effective ECS run_task configuration",
+            subcommands=(
+                ActionCommand(
+                    name="check",
+                    help="Check configuration, credentials, cluster, task definition, logs and image; "
+                    "exit 1 if any check fails",
+                    func=lazy_load_command("airflow_fargate.cli.check"),
+                    args=(ARG_NO_AWS,),
+                ),
+                ActionCommand(
+                    name="show-config",
+                    help="Print the run_task kwargs a task would get, with where every value comes from",
+                    func=lazy_load_command("airflow_fargate.cli.show_config"),
+                    args=(ARG_EXECUTOR_CONFIG, ARG_OUTPUT),
+                ),
+            ),
+        )
+    ]
+
+
+def run_checks(offline: bool = False) -> list[Any]:
+    """Every check in order; later checks are skipped when what they need is missing."""
+    from airflow import __version__ as airflow_version
+
+    from airflow_fargate import checks
+    from airflow_fargate.aws_session import aws_target
+    from airflow_fargate.run_task import SAMPLE_COMMAND, RunTaskKwargsBuilder
+    from airflow_fargate.settings import load_settings
+
+    try:
+        settings = load_settings()
+        kwargs = RunTaskKwargsBuilder(settings).build(list(SAMPLE_COMMAND), None)
+    except Exception as err:
+        return [checks.Check("configuration", checks.Status.FAIL, str(err))]
+    sections = sorted({s.split("]")[0] + "]" for s in settings.sources.values() if s.startswith("[")})
+    results = [
+        checks.Check(
+            "configuration",
+            checks.Status.PASS,
+            f"valid, from {', '.join(sections) or 'defaults'} (cluster {settings.cluster!r}, task definition "
+            f"{kwargs.get('taskDefinition')!r}, container {settings.container_name!r}, region {settings.region_name})",
+        )
+    ]
+    if offline:
+        return results
+    try:
+        target = aws_target(settings.aws_conn_id, settings.region_name)
+    except Exception as err:
+        return [*results, checks.Check("credentials", checks.Status.FAIL, f"cannot build an AWS session: {err}")]
+    results.append(checks.check_credentials(target.session))
+    ecs = target.session.client("ecs", endpoint_url=target.endpoint_url)
+    results.append(checks.check_cluster(ecs, settings.cluster))
+    task_definition_check, definition = checks.check_task_definition(
+        ecs, kwargs.get("taskDefinition", ""), settings.container_name
+    )
+    results.append(task_definition_check)
+    if definition is None or task_definition_check.status is checks.Status.FAIL:
+        return results
+
+    def logs_client(region: str | None) -> Any:
+        return target.session.client(
+            "logs", region_name=region or settings.region_name, endpoint_url=target.endpoint_url
+        )
+
+    results.append(checks.check_network(definition, kwargs))
+    results.append(checks.check_awslogs(definition, settings.container_name, logs_client))
+    results.append(checks.check_image(definition, settings.container_name, airflow_version))
+    return results
+
+
+def check(args: Any) -> None:
+    """``airflow fargate check``: one PASS/WARN/FAIL line per check; exit 1 on any FAIL."""
+    from airflow_fargate.checks import Status
+
+    results = run_checks(offline=bool(getattr(args, "offline", False)))
+    for result in results:
+        print(result.line())
+    failed = [r for r in results if r.status is Status.FAIL]
+    print(f"\n{len(results) - len(failed)} of {len(results)} checks passed." if failed else "\nAll checks passed.")
+    if failed:
+        sys.exit(1)
+
+
+def show_config(args: Any) -> None:
+    """``airflow fargate show-config``: effective run_task kwargs for a sample task, with sources."""
+    from airflow_fargate.provenance import dotted, leaves, value_sources
+    from airflow_fargate.run_task import SAMPLE_COMMAND, RunTaskKwargsBuilder
+    from airflow_fargate.settings import load_settings
+
+    try:
+        executor_config = json.loads(args.executor_config) if getattr(args, "executor_config", None) else None
+    except json.JSONDecodeError as err:
+        sys.exit(f"--executor-config is not valid JSON: {err}")
+    try:
+        settings = load_settings()
+        builder = RunTaskKwargsBuilder(settings)
+        kwargs = builder.build(list(SAMPLE_COMMAND), executor_config)
+    except Exception as err:  # FargateConfigError, TaskConfigError: both read as the fix to make
+        sys.exit(f"Cannot build run_task kwargs: {err}")
+    layers = builder.base_layers(list(SAMPLE_COMMAND))
+    if executor_config:
+        layers.append(("executor_config", executor_config))
+    sources = value_sources(kwargs, layers, settings)
+    if getattr(args, "output", "text") == "json":
+        print(json.dumps({"run_task_kwargs": kwargs, "sources": sources}, indent=2, default=str))
+        return
+    print(f"# Effective ECS run_task kwargs for a sample task (command {' '.join(SAMPLE_COMMAND)!r}).")
+    print("# clientToken is added per try: sha256 of the task instance key and launch.\n")
+    width = max(len(path) for path in sources)
+    for path, value in leaves(kwargs).items():
+        name = dotted(path)
+        print(f"{name:<{width}} = {json.dumps(value, default=str):<40}  # {sources[name]}")

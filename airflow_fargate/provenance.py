@@ -1,0 +1,97 @@
+"""Where each value of the effective run_task kwargs came from (for ``airflow fargate show-config``).
+
+Pure: walks the same layers the builder merges and names, for every leaf of the result, the
+highest layer that set it: an option (with section and env/airflow.cfg), run_task_kwargs,
+execution_config_function, the task's executor_config, a built-in default, or the executor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow_fargate.run_task import EXECUTOR_ENV, is_named_list
+from airflow_fargate.settings import ExecutorSettings
+
+Path = tuple[str, ...]
+
+# Leaves of the built-in config layer -> the setting that produced them.
+CONFIG_SETTINGS: dict[Path, str] = {
+    ("cluster",): "cluster",
+    ("taskDefinition",): "task_definition",
+    ("launchType",): "launch_type",
+    ("capacityProviderStrategy",): "capacity_provider_strategy",
+    ("platformVersion",): "platform_version",
+    ("networkConfiguration", "awsvpcConfiguration", "subnets"): "subnets",
+    ("networkConfiguration", "awsvpcConfiguration", "securityGroups"): "security_groups",
+    ("networkConfiguration", "awsvpcConfiguration", "assignPublicIp"): "assign_public_ip",
+}
+DEFAULT = "default (built in)"
+EXECUTOR = "executor (the task's command, set per try)"
+
+
+def leaves(value: Any, prefix: Path = ()) -> dict[Path, Any]:
+    """Flatten kwargs to path -> value; items of ``{"name": ...}`` lists are addressed by name."""
+    if isinstance(value, Mapping) and value:
+        out: dict[Path, Any] = {}
+        for key, item in value.items():
+            out.update(leaves(item, (*prefix, str(key))))
+        return out
+    if is_named_list(value) and value:
+        out = {}
+        for item in value:
+            out.update(leaves(item, (*prefix, f"[{item['name']}]")))
+        return out
+    return {prefix: value}
+
+
+def dotted(path: Path) -> str:
+    return ".".join(path).replace(".[", "[")
+
+
+def _config_source(path: Path, settings: ExecutorSettings) -> str:
+    if path[:2] == ("overrides", "containerOverrides") and path[-1] == "name":
+        setting = "container_name"
+    else:
+        setting = CONFIG_SETTINGS.get(path, "")
+    return settings.sources.get(setting, "config")
+
+
+def _executor_set(path: Path, value: Any, container: str) -> bool:
+    in_container = path[:3] == ("overrides", "containerOverrides", f"[{container}]")
+    if not in_container:
+        return False
+    if path[3:] == ("command",):
+        return True
+    return path[3:] == ("environment", f"[{EXECUTOR_ENV['name']}]", "value") or (
+        path[3:] == ("environment", f"[{EXECUTOR_ENV['name']}]", "name") and value == EXECUTOR_ENV["name"]
+    )
+
+
+def value_sources(
+    final: Mapping[str, Any], layers: Sequence[tuple[str, Mapping[str, Any]]], settings: ExecutorSettings
+) -> dict[str, str]:
+    """Dotted path of every leaf of ``final`` -> where its value came from."""
+    flat_layers = [(name, leaves(layer)) for name, layer in layers]
+    sources: dict[str, str] = {}
+    for path, value in leaves(final).items():
+        source = DEFAULT
+        if _executor_set(path, value, settings.container_name):
+            source = EXECUTOR
+        else:
+            # An item's "name" only identifies it: it comes from the layer that first added the item.
+            identity = len(path) > 1 and path[-1] == "name" and path[-2].startswith("[")
+            for name, flat in flat_layers if identity else reversed(flat_layers):
+                if path in flat and flat[path] == value:
+                    source = _layer_label(name, path, settings)
+                    break
+        sources[dotted(path)] = source
+    return sources
+
+
+def _layer_label(name: str, path: Path, settings: ExecutorSettings) -> str:
+    if name == "config":
+        return _config_source(path, settings)
+    if name in ("run_task_kwargs", "execution_config_function"):
+        return f"{name}: {settings.sources.get(name, name)}"
+    return name

@@ -1,0 +1,122 @@
+"""The pre-flight checks and value provenance, one question at a time (no AWS needed)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from airflow_fargate.checks import Status, check_awslogs, check_credentials, check_image, check_network
+from airflow_fargate.provenance import value_sources
+from airflow_fargate.run_task import RunTaskKwargsBuilder
+from airflow_fargate.settings import load_settings
+from tests.helpers import minimal_config
+
+
+def definition(image: str = "apache/airflow:3.1.0", **log_options: str) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "base", "image": image}
+    if log_options:
+        container["logConfiguration"] = {"logDriver": "awslogs", "options": log_options}
+    return {"containerDefinitions": [container], "networkMode": "awsvpc"}
+
+
+@pytest.mark.parametrize(
+    ("image", "scheduler", "status"),
+    [
+        ("apache/airflow:3.1.0", "3.1.0", Status.PASS),
+        ("123.dkr.ecr.us-east-1.amazonaws.com/airflow:3.1.0-python3.11", "3.1.0", Status.PASS),
+        ("apache/airflow:3.1.2", "3.1.0", Status.WARN),  # patch differs: works, worth knowing
+        ("apache/airflow:2.11.0", "3.1.0", Status.FAIL),
+        ("apache/airflow:3.0.6-python3.12", "3.1.0", Status.FAIL),
+        ("apache/airflow:latest", "3.1.0", Status.PASS),  # no version in the tag: nothing to compare
+        ("registry:5000/airflow", "3.1.0", Status.PASS),  # the port is not a tag
+        ("my-airflow@sha256:abc", "3.1.0", Status.PASS),
+    ],
+)
+def test_image_tag_version_hint(image, scheduler, status):
+    assert check_image(definition(image), "base", scheduler).status is status
+
+
+def test_awsvpc_needs_subnets():
+    assert check_network(definition(), {}).status is Status.FAIL
+    vpc = {"networkConfiguration": {"awsvpcConfiguration": {"subnets": ["s-1"], "assignPublicIp": "ENABLED"}}}
+    result = check_network(definition(), vpc)
+    assert result.status is Status.PASS and "1 subnet(s)" in result.detail and "ENABLED" in result.detail
+    assert check_network({"networkMode": "bridge"}, {}).status is Status.PASS
+
+
+def no_logs_client(region):
+    raise AssertionError("no call expected")
+
+
+def test_awslogs_without_configuration_is_a_warning():
+    result = check_awslogs(definition(), "base", no_logs_client)
+    assert result.status is Status.WARN and "no awslogs log configuration" in result.detail
+
+
+def test_awslogs_create_group_needs_no_lookup():
+    found = definition(**{"awslogs-group": "/g", "awslogs-stream-prefix": "p", "awslogs-create-group": "true"})
+    assert check_awslogs(found, "base", no_logs_client).status is Status.PASS
+
+
+def test_awslogs_lookup_errors_are_a_warning_not_a_failure():
+    class Denied:
+        def describe_log_groups(self, **_):
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "DescribeLogGroups")
+
+    found = definition(**{"awslogs-group": "/g", "awslogs-stream-prefix": "p", "awslogs-region": "eu-west-1"})
+    regions = []
+    result = check_awslogs(found, "base", lambda region: regions.append(region) or Denied())
+    assert result.status is Status.WARN and "cannot verify" in result.detail
+    assert regions == ["eu-west-1"]  # the group's own region
+
+
+class FakeSession:
+    def __init__(self, credentials: Any, sts_error: Exception | None = None) -> None:
+        self.credentials = credentials
+        self.sts_error = sts_error
+
+    def get_credentials(self) -> Any:
+        return self.credentials
+
+    def client(self, service: str) -> Any:
+        def get_caller_identity():
+            if self.sts_error:
+                raise self.sts_error
+            return {"Account": "1", "Arn": "arn:aws:iam::1:role/x"}
+
+        return SimpleNamespace(get_caller_identity=get_caller_identity)
+
+
+@pytest.mark.parametrize(
+    ("session", "status", "text"),
+    [
+        (FakeSession(None), Status.FAIL, "no AWS credentials found"),
+        (FakeSession(object()), Status.PASS, "account 1, arn:aws:iam::1:role/x"),
+        (
+            FakeSession(object(), ClientError({"Error": {"Code": "ExpiredToken", "Message": "x"}}, "Get")),
+            Status.FAIL,
+            "AWS rejects the credentials",
+        ),
+        (FakeSession(object(), EndpointConnectionError(endpoint_url="https://sts")), Status.WARN, "credentials found"),
+    ],
+)
+def test_credentials(session, status, text):
+    result = check_credentials(session)
+    assert result.status is status and text in result.detail
+
+
+def test_capacity_provider_strategy_and_public_ip_sources(monkeypatch):
+    strategy = '[{"capacityProvider": "FARGATE_SPOT", "weight": 1}]'
+    minimal_config(monkeypatch, capacity_provider_strategy=strategy, subnets="s-1", assign_public_ip="True")
+    settings = load_settings()
+    builder = RunTaskKwargsBuilder(settings)
+    kwargs = builder.build(["x"], None)
+    sources = value_sources(kwargs, builder.base_layers(["x"]), settings)
+    assert sources["capacityProviderStrategy"].startswith("[aws_ecs_executor] capacity_provider_strategy (env")
+    assert sources["networkConfiguration.awsvpcConfiguration.assignPublicIp"].startswith(
+        "[aws_ecs_executor] assign_public_ip (env"
+    )
+    assert "launchType" not in sources
