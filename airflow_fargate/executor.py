@@ -295,6 +295,7 @@ class FargateExecutor(BaseExecutor):
                 return
             self.log.warning("Relaunching %s (same try, launch %d): %s", task.key, task.launches + 1, verdict.reason)
             stats.incr("fargate.relaunch")
+            stats.incr(f"fargate.relaunch.{verdict.cause or 'other'}")
             self.tracker.prepare_relaunch(task.key, now + backoff_seconds(task.launches))
 
     def _requeue_try(self, key: Any) -> str | None:

@@ -43,6 +43,7 @@ class Verdict:
     outcome: Outcome
     reason: str = ""
     stop_first: bool = False  # the ECS task may still exist: stop it before relaunching or failing
+    cause: str = ""  # why a relaunch: spot, failed_to_start, start_timeout, missing (metric suffix)
 
 
 def client_token(key: Any, launch_attempt: int, salt: str = "") -> str:
@@ -81,7 +82,8 @@ def classify(state: EcsTaskState, essential: frozenset[str] | None = None) -> Ve
         # Exit codes here (143, 137) are the platform's SIGTERM/SIGKILL, not the task's verdict.
         if state.stop_code == "TaskFailedToStart" and _is_permanent_start_error(state):
             return Verdict(Outcome.FAILED, summary + " (a relaunch would fail the same way)")
-        return Verdict(Outcome.RELAUNCH, summary)
+        cause = "failed_to_start" if state.stop_code == "TaskFailedToStart" else "spot"
+        return Verdict(Outcome.RELAUNCH, summary, cause=cause)
     failed = [c for c in watched if c.exit_code not in (None, 0)]
     if any("OutOfMemory" in (c.reason or "") for c in state.containers):
         return Verdict(Outcome.FAILED, "OutOfMemoryError: " + summary)
@@ -209,14 +211,14 @@ class Tracker:
         task.missing_since = None
         verdict = classify(state, essential)
         if verdict.outcome is Outcome.RELAUNCH:
-            return self._relaunch_or_fail(task, verdict.reason)
+            return self._relaunch_or_fail(task, verdict.reason, cause=verdict.cause)
         waited = None if now is None or task.launched_at is None else now - task.launched_at
         if verdict.outcome is Outcome.QUEUED and waited is not None and waited > self.start_timeout_seconds:
             reason = (
                 f"ECS task {state.arn} still {state.last_status} {waited:.0f}s after launch "
                 f"(task_start_timeout={self.start_timeout_seconds:g}s)"
             )
-            return self._relaunch_or_fail(task, reason, stop_first=True)
+            return self._relaunch_or_fail(task, reason, stop_first=True, cause="start_timeout")
         return verdict
 
     def observe_missing(self, arn: str, reason: str, now: float) -> Verdict:
@@ -232,9 +234,10 @@ class Tracker:
             task,
             f"ECS task {arn} not found by describe_tasks for {now - task.missing_since:.0f}s ({reason})",
             stop_first=True,  # should it surface later, it must not run beside the relaunch
+            cause="missing",
         )
 
-    def _relaunch_or_fail(self, task: TrackedTask, reason: str, stop_first: bool = False) -> Verdict:
+    def _relaunch_or_fail(self, task: TrackedTask, reason: str, stop_first: bool = False, cause: str = "") -> Verdict:
         task.reasons.append(reason)
         if task.launches >= self.max_launches:
             return Verdict(
@@ -242,7 +245,7 @@ class Tracker:
                 f"{reason}; not relaunching: {task.launches} launches reached max_run_task_attempts",
                 stop_first,
             )
-        return Verdict(Outcome.RELAUNCH, reason, stop_first)
+        return Verdict(Outcome.RELAUNCH, reason, stop_first, cause)
 
     def prepare_relaunch(self, key: Any, retry_at: float) -> None:
         """Forget the stopped ARN so the task is launched again (with a new clientToken)."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from airflow.executors.executor_loader import ExecutorLoader
@@ -522,3 +524,48 @@ def test_task_stuck_in_pending_is_stopped_and_relaunched(monkeypatch, ecs):
     beat(executor)
     (second,) = set(ecs.all_task_arns()) - {first}
     assert events(executor)[key] == (TaskInstanceState.RUNNING, second)
+
+
+# ---- metrics ---------------------------------------------------------------------------------------
+
+
+class RecordingStats:
+    """Stands in for Airflow's Stats: remembers every metric the executor emits."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, list[float]] = {}
+
+    def _record(self, name: str, value: float = 1) -> None:
+        self.seen.setdefault(name, []).append(value)
+
+    def incr(self, name: str, count: float = 1, **_: Any) -> None:
+        self._record(name, count)
+
+    def gauge(self, name: str, value: float, **_: Any) -> None:
+        self._record(name, value)
+
+    def timing(self, name: str, value: float, **_: Any) -> None:
+        self._record(name, value)
+
+
+def test_metrics_follow_the_documented_names(executor, ecs, monkeypatch):
+    recorded = RecordingStats()
+    monkeypatch.setattr("airflow_fargate.executor.stats", recorded)
+    monkeypatch.setattr(executor, "_requeue_try", lambda key: None)
+    key, _ = launch_then_interrupt(executor, ecs)
+    assert recorded.seen["fargate.run_task.success"] == [1]
+    assert recorded.seen["fargate.relaunch"] == [1]
+    assert recorded.seen["fargate.relaunch.spot"] == [1]
+    assert all(ms >= 0 for ms in recorded.seen["fargate.describe.latency"])
+    executor.heartbeat()  # the interrupted task now waits out its back-off before the relaunch
+    assert recorded.seen["fargate.tasks.running"][-1] == 0
+    assert recorded.seen["fargate.tasks.pending"][-1] == 1
+    new = FargateExecutor()
+    (arn,) = ecs.all_task_arns()
+    ti = SimpleNamespace(key=key, external_executor_id=arn, executor_config=None, queue="default")
+    ecs.set_state(arn, "RUNNING")
+    new.try_adopt_task_instances([ti])
+    assert recorded.seen["fargate.adopt.count"] == [1]
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in recorded.seen:
+        assert f"`{name}`" in readme, f"{name} is not documented in the README"

@@ -86,3 +86,12 @@ def test_example_airflow_cfg_only_uses_catalogued_options():
             section = stripped[1:-1]
         elif "=" in stripped and section in ("aws_ecs_executor", "fargate"):
             assert (section, stripped.split("=")[0].strip()) in known, line
+
+
+def test_troubleshooting_table_covers_what_the_tracker_acts_on():
+    from airflow_fargate.tracker import RELAUNCH_STOP_CODES
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("### Troubleshooting") :]
+    for text in [*RELAUNCH_STOP_CODES, "manifest unknown", "pull access denied", "OutOfMemoryError", "MISSING"]:
+        assert text in table, f"troubleshooting table does not mention {text!r}"

@@ -224,6 +224,8 @@ def test_client_token_is_reserved(monkeypatch):
             r"networkConfiguration.awsvpcConfiguration: \"subnets\"",
         ),
         ("not a dict", r"executor_config must be a dict of ECS run_task kwargs, got str"),
+        # airflow-aws-executors' ContainerOverride shape (README migration guide)
+        ({"cpu": 256, "memory": 512}, r'Unknown parameter in input: "cpu"'),
     ],
 )
 def test_bad_executor_config_fails_the_task_with_key_path(monkeypatch, executor_config, message):
