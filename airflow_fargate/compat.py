@@ -25,13 +25,38 @@ def workload_command(workload: Any) -> list[str]:
     return ["python", "-m", WORKLOAD_MODULE, "--json-string", workload.model_dump_json()]
 
 
-def command_for_adopted(ti: Any) -> list[str]:
-    """Rebuild the command of an adopted task instance (needed only if it must be relaunched)."""
-    if AIRFLOW_V3:
-        from airflow.executors.workloads import ExecuteTask
+def _key_match(key: Any) -> Any:
+    """SQL condition selecting the task instance row of one try."""
+    from airflow.models.taskinstance import TaskInstance
 
-        return workload_command(ExecuteTask.make(ti))
-    return list(ti.command_as_list())
+    return (
+        (TaskInstance.dag_id == key.dag_id)
+        & (TaskInstance.task_id == key.task_id)
+        & (TaskInstance.run_id == key.run_id)
+        & (TaskInstance.map_index == key.map_index)
+        & (TaskInstance.try_number == key.try_number)
+    )
+
+
+def command_for_adopted(key: Any, executor: Any) -> list[str]:
+    """Rebuild the command of an adopted try from its metadata DB row (needed only if it must be
+    relaunched). The row is read in a fresh session: the TaskInstance handed to adoption is long
+    detached by then. On Airflow 3 the workload carries a new execution-API token from the
+    executor's JWT generator, exactly as the scheduler's own queueing does."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        ti = session.scalar(select(TaskInstance).where(_key_match(key)))
+        if ti is None:
+            raise LookupError(f"no task instance row for {key} in the metadata database")
+        if AIRFLOW_V3:
+            from airflow.executors.workloads import ExecuteTask
+
+            return workload_command(ExecuteTask.make(ti, generator=executor.jwt_generator))
+        # the same arguments the Airflow 2 scheduler queues the try with
+        return list(ti.command_as_list(local=True, pickle_id=ti.dag_model.pickle_id))
 
 
 try:  # Airflow 3.1+: module-level incr/gauge/timer/timing
@@ -55,13 +80,7 @@ def requeue_try_for_relaunch(key: Any) -> str | None:
     from airflow.utils.state import TaskInstanceState
     from sqlalchemy import select, update
 
-    match = (
-        (TaskInstance.dag_id == key.dag_id)
-        & (TaskInstance.task_id == key.task_id)
-        & (TaskInstance.run_id == key.run_id)
-        & (TaskInstance.map_index == key.map_index)
-        & (TaskInstance.try_number == key.try_number)
-    )
+    match = _key_match(key)
     relaunchable = (TaskInstanceState.QUEUED, TaskInstanceState.RUNNING)
     with create_session() as session:
         updated = session.execute(

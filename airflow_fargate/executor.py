@@ -169,7 +169,7 @@ class FargateExecutor(BaseExecutor):
         for task in self.tracker.due_for_launch(self._clock()):
             if task.command is None and task.workload is None:  # adopted, and now it must be relaunched
                 try:
-                    task.command = command_for_adopted(task.ti)  # needs the ORM: scheduler thread only
+                    task.command = command_for_adopted(task.key, self)  # the ORM: scheduler thread only
                 except Exception as err:
                     self._fail(task, f"Cannot rebuild the command of adopted task: {err}")
                     continue
@@ -424,7 +424,6 @@ class FargateExecutor(BaseExecutor):
                     launches=1,
                     arn=arn,
                     launched_at=self._clock(),
-                    ti=ti,
                     token_salt=arn,
                 )
             )

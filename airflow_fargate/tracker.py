@@ -109,7 +109,6 @@ class TrackedTask:
     missing_since: float | None = None
     launching: bool = False  # a run_task request is with the launcher
     reasons: list[str] = field(default_factory=list)
-    ti: Any = None  # the adopted TaskInstance, to rebuild the command if it must be relaunched
     workload: Any = None  # Airflow 3 ExecuteTask; serialized into the command at launch time
 
 

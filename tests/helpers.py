@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -187,3 +189,19 @@ def moto_ecs() -> Iterator[MotoEcs]:
             ],
         )
         yield MotoEcs(ecs, subnets, group)
+
+
+# Rebuild an adopted try's command from its DB row, in a process configured like the scheduler.
+ADOPTED_COMMAND_SCRIPT = """
+import json, sys
+from airflow.models.taskinstancekey import TaskInstanceKey
+from airflow_fargate.compat import command_for_adopted
+from airflow_fargate.executor import FargateExecutor
+print(json.dumps(command_for_adopted(TaskInstanceKey(*json.loads(sys.argv[1])), FargateExecutor())))
+"""
+
+
+def adopted_command(stack: Any, dag_id: str, run_id: str, row: Any) -> list[str]:
+    key = [dag_id, row.task_id, run_id, row.try_number, row.map_index]
+    out = stack.run([sys.executable, "-c", ADOPTED_COMMAND_SCRIPT, json.dumps(key)])
+    return list(json.loads(out.strip().splitlines()[-1]))

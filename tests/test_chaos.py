@@ -74,7 +74,9 @@ def test_chaos_every_task_succeeds_and_no_try_runs_twice(local_ecs, monkeypatch)
     workloads: dict[Any, Any] = {}
     # An adopted task that must be relaunched rebuilds its command from the DB row (ExecuteTask.make);
     # these stand-in TIs have no DB row, so hand back the workload the row would produce.
-    monkeypatch.setattr("airflow_fargate.executor.command_for_adopted", lambda ti: command_of(workloads[ti.key]))
+    monkeypatch.setattr(
+        "airflow_fargate.executor.command_for_adopted", lambda key, executor: command_of(workloads[key])
+    )
     first = new_executor()
     for i in range(N_TASKS):
         workload = make_workload(f"t{i}", dag_id="chaos")

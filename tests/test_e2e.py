@@ -13,6 +13,7 @@ import pytest
 
 from airflow_fargate.compat import AIRFLOW_V3
 from airflow_fargate.local.stack import AirflowStack
+from tests.helpers import adopted_command
 
 pytestmark = [
     pytest.mark.e2e,
@@ -65,6 +66,20 @@ def test_example_dag_succeeds_and_executor_config_reaches_the_container(stack):
         for p in stack.task_log_dir("example_fargate", RUNS["example_fargate"]).glob("task_id=greet/**/*.log")
     )
     assert "FARGATE_GREETING=hello from executor_config" in greet_logs
+
+
+def test_adopted_try_command_is_rebuilt_from_its_db_row(stack):
+    """What a relaunch after adoption sends: a fresh workload with a valid execution-API token."""
+    from airflow.executors.workloads import ExecuteTask
+
+    stack.wait_for_run("example_fargate", RUNS["example_fargate"])
+    (row,) = [r for r in stack.task_rows("example_fargate", RUNS["example_fargate"]) if r.task_id == "greet"]
+    command = adopted_command(stack, "example_fargate", RUNS["example_fargate"], row)
+    assert command[:4] == ["python", "-m", "airflow.sdk.execution_time.execute_workload", "--json-string"]
+    workload = ExecuteTask.model_validate_json(command[4])
+    assert (workload.ti.task_id, workload.ti.try_number) == ("greet", row.try_number)
+    assert workload.dag_rel_path.name == "example_fargate.py"
+    assert workload.token.count(".") == 2  # a signed JWT, not the empty token of a generator-less make()
 
 
 def test_failing_tasks_are_marked_failed_with_the_exit_code(stack):

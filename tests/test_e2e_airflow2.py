@@ -12,6 +12,7 @@ import pytest
 
 from airflow_fargate.compat import AIRFLOW_V3
 from airflow_fargate.local.stack import AirflowStack
+from tests.helpers import adopted_command
 
 pytestmark = [
     pytest.mark.e2e,
@@ -46,3 +47,12 @@ def test_airflow2_dag_runs_tasks_as_ecs_tasks(stack):
     assert "FARGATE_GREETING=hello from airflow 2" in logs
     started = stack.stats()["containers_started"]
     assert started == 3  # one container per try: nothing launched twice
+
+
+def test_adopted_try_command_is_rebuilt_from_its_db_row(stack):
+    stack.wait_for_run(DAG_ID, RUN_ID)
+    (row,) = [r for r in stack.task_rows(DAG_ID, RUN_ID) if r.task_id == "total"]
+    command = adopted_command(stack, DAG_ID, RUN_ID, row)
+    assert command[:6] == ["airflow", "tasks", "run", DAG_ID, "total", RUN_ID]
+    assert "--local" in command
+    assert command[command.index("--subdir") + 1].endswith("e2e_airflow2.py")

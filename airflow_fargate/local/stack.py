@@ -153,11 +153,14 @@ class AirflowStack:
             self.ecs.stop()
 
     def airflow(self, *args: str, timeout: float = 120) -> str:
-        result = subprocess.run(
-            [*AIRFLOW, *args], env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
-        )
+        """Run an ``airflow`` CLI command against this deployment; its stdout."""
+        return self.run([*AIRFLOW, *args], timeout=timeout)
+
+    def run(self, command: list[str], timeout: float = 120) -> str:
+        """Run a command with this deployment's environment (config, DB, endpoint); its stdout."""
+        result = subprocess.run(command, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False)
         if result.returncode != 0:
-            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+            raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
         return result.stdout
 
     def wait_for_api(self, timeout: float = 180) -> None:
