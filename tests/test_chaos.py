@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from airflow.utils.state import TaskInstanceState
 
+from airflow_fargate.compat import AIRFLOW_V3
 from airflow_fargate.executor import FargateExecutor
 from airflow_fargate.local.faults import Faults
 from airflow_fargate.local.server import LocalEcs
@@ -29,7 +30,12 @@ FAULTS = Faults(
     describe_delay_s=0.5,
     seed=20261122,
 )
-pytestmark = pytest.mark.timeout(420)
+pytestmark = [
+    pytest.mark.timeout(420),
+    # The endpoint tells tries apart by the Airflow 3 workload; Airflow 2 commands carry no try
+    # number, so a reset try and its successor would look like one try. The logic is the same.
+    pytest.mark.skipif(not AIRFLOW_V3, reason="needs Airflow 3 workloads to tell tries apart"),
+]
 
 
 def new_executor() -> FargateExecutor:

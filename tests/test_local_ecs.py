@@ -120,7 +120,8 @@ def test_client_token_is_idempotent(local):
 def test_try_key_from_airflow_commands():
     workload = json.dumps({"ti": {"dag_id": "d", "task_id": "t", "run_id": "r", "map_index": -1, "try_number": 2}})
     assert try_key(["python", "-m", "x", "--json-string", workload]) == "d|t|r|-1|2"
-    assert try_key(["airflow", "tasks", "run", "d", "t", "r", "--local"]) == "d|t|r"
+    assert try_key(["airflow", "tasks", "run", "d", "t", "r", "--local"]) == "d|t|r|-1"
+    assert try_key(["airflow", "tasks", "run", "d", "t", "r", "--map-index", "3", "--local"]) == "d|t|r|3"
     assert try_key(["echo"]) is None
 
 

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 
 def try_key(command: list[str]) -> str | None:
-    """'dag|task|run|map|try' of the Airflow try a container command runs (Airflow 3 or 2)."""
+    """'dag|task|run|map|try' of the Airflow try a container command runs (Airflow 3), or
+    'dag|task|run|map' for Airflow 2, whose ``airflow tasks run`` commands carry no try number."""
     if "--json-string" in command:
         try:
             ti = json.loads(command[command.index("--json-string") + 1])["ti"]
@@ -38,7 +39,8 @@ def try_key(command: list[str]) -> str | None:
             return None
         return "|".join(str(ti.get(k)) for k in ("dag_id", "task_id", "run_id", "map_index", "try_number"))
     if command[:3] == ["airflow", "tasks", "run"] and len(command) >= 6:
-        return "|".join(command[3:6])
+        map_index = command[command.index("--map-index") + 1] if "--map-index" in command[:-1] else "-1"
+        return "|".join([*command[3:6], map_index])
     return None
 
 
