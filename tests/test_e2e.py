@@ -3,6 +3,7 @@ local ECS endpoint, which really runs each task as a subprocess."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -104,6 +105,9 @@ def test_spot_interruption_relaunches_the_same_try_and_succeeds(stack):
 
     arn = wait_until(running_arn, 180, "spot task never started running")
     time.sleep(2)
+    # The UI's log view of the running task asks FargateExecutor.get_task_log in the api-server.
+    logs = stack.api_get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/interrupted_once/logs/1")
+    assert f"ECS task {arn}" in json.dumps(logs)
     assert stack.ecs.runner.interrupt(arn)
     assert stack.wait_for_run(dag_id, run_id) == "success"
     (row,) = stack.task_rows(dag_id, run_id)

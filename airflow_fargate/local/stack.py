@@ -9,6 +9,7 @@ restarted while tasks keep running).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -176,6 +177,14 @@ class AirflowStack:
                 pass
             time.sleep(1)
         raise TimeoutError(f"api-server did not answer at {url} within {timeout}s; see {self.home / 'logs'}")
+
+    def api_get(self, path: str, timeout: float = 30) -> Any:
+        """GET an Airflow 3 REST API path (the local stack's simple auth manager makes everyone admin)."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.api_port}{path}", headers={"Accept": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
 
     def _check_alive(self) -> None:
         for name, proc in self.procs.items():
