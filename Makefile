@@ -62,5 +62,9 @@ $(BENCH_VENV)/.installed: setup.cfg pyproject.toml
 	$(BENCH_VENV)/bin/uv pip install --quiet --python $(BENCH_VENV)/bin/python -e '.[local]' apache-airflow-providers-amazon
 	touch $@
 
+# Two quota profiles: the Fargate task-launch quota (20/s, the default) and the RunTask API quota
+# (40/s, e.g. EC2 launch type), where the provider's one-call-at-a-time pace is the gap.
 bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python benchmarks/launch_throughput.py $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python benchmarks/launch_throughput.py --n 500 --rate 40 \
+		--json benchmarks/results/launch_throughput_runtask_quota.json $(BENCH_ARGS)

@@ -180,6 +180,25 @@ def describe_calls_expected(running: int) -> int:
     return math.ceil(running / 100)
 
 
+def target_lines(results: list[dict[str, Any]]) -> list[str]:
+    """Issue #5's targets, judged on this run: N=500 within 1/5 of the provider and 1.5x of the
+    floor; the longest heartbeat under 0.5 s at every N."""
+    lines = ["", "targets:"]
+    ours = {r["n"]: r for r in results if r["executor"] == "ours"}
+    at_500 = ours.get(500)
+    if at_500 and at_500.get("launch_seconds"):
+        ratio = at_500.get("ratio_to_provider")
+        x_floor = at_500["launch_seconds"] / at_500["floor_seconds"] if at_500["floor_seconds"] else None
+        if ratio is not None:
+            lines.append(f"  N=500 ours/provider {ratio:.3f} <= 0.2: {'met' if ratio <= 0.2 else 'NOT met'}")
+        if x_floor is not None:
+            lines.append(f"  N=500 {x_floor:.2f}x floor <= 1.5: {'met' if x_floor <= 1.5 else 'NOT met'}")
+    if ours:
+        worst = max(r["longest_heartbeat_s"] for r in ours.values())
+        lines.append(f"  longest heartbeat {worst:.2f} s < 0.5 s at every N: {'met' if worst < 0.5 else 'NOT met'}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, nargs="+", default=[100, 500, 2000])
@@ -228,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['n']:>5} {r['executor']:<9} {launch_text} {floor:8.1f} {x_floor} "
             f"{r['longest_heartbeat_s']:9.2f} {r['api_calls_per_task']:10.2f} {r['peak_rss_mb']:7.0f} {ratio:>11}"
         )
+    for line in target_lines(results):
+        print(line)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps(
