@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -205,3 +208,26 @@ def adopted_command(stack: Any, dag_id: str, run_id: str, row: Any) -> list[str]
     key = [dag_id, row.task_id, run_id, row.try_number, row.map_index]
     out = stack.run([sys.executable, "-c", ADOPTED_COMMAND_SCRIPT, json.dumps(key)])
     return list(json.loads(out.strip().splitlines()[-1]))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def e2e_stack(dag_files: list[str], runs: dict[str, str]) -> Iterator[Any]:
+    """A running AirflowStack with these DAG files (paths from the repo root), each run triggered."""
+    from airflow_fargate.local.stack import AirflowStack
+
+    work = Path(tempfile.mkdtemp(prefix="airflow-fargate-e2e-"))
+    dags = work / "dags"
+    dags.mkdir()
+    for name in dag_files:
+        shutil.copy(ROOT / name, dags)
+    with AirflowStack(home=work / "airflow", dags_folder=dags) as running:
+        for dag_id, run_id in runs.items():  # independent runs go in parallel
+            running.trigger(dag_id, run_id)
+        try:
+            yield running
+        finally:
+            print(f"e2e stack logs: {running.home / 'logs'}")
+            print(f"local ECS stats: {running.stats()}")

@@ -4,42 +4,27 @@ local ECS endpoint, which really runs each task as a subprocess."""
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from airflow_fargate.compat import AIRFLOW_V3
 from airflow_fargate.local.stack import AirflowStack
-from tests.helpers import adopted_command
+from tests.helpers import adopted_command, e2e_stack
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.timeout(900),
     pytest.mark.skipif(not AIRFLOW_V3, reason="Airflow 3 stack; Airflow 2 has tests/test_e2e_airflow2.py"),
 ]
-ROOT = Path(__file__).resolve().parents[1]
 RUNS = {"example_fargate": "e2e-example", "e2e_fail": "e2e-fail", "e2e_spot": "e2e-spot"}
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[AirflowStack]:
-    work = Path(tempfile.mkdtemp(prefix="airflow-fargate-e2e-"))
-    dags = work / "dags"
-    dags.mkdir()
-    shutil.copy(ROOT / "config" / "dags" / "example_fargate.py", dags)
-    shutil.copy(ROOT / "tests" / "e2e_dags" / "e2e_dags.py", dags)
-    with AirflowStack(home=work / "airflow", dags_folder=dags) as running:
-        for dag_id, run_id in RUNS.items():  # independent runs go in parallel
-            running.trigger(dag_id, run_id)
-        try:
-            yield running
-        finally:
-            print(f"e2e stack logs: {running.home / 'logs'}")
-            print(f"local ECS stats: {running.stats()}")
+    with e2e_stack(["config/dags/example_fargate.py", "tests/e2e_dags/e2e_dags.py"], RUNS) as running:
+        yield running
 
 
 def wait_until(predicate, timeout: float, what: str):

@@ -3,39 +3,26 @@ local ECS tasks. Runs in the Airflow 2 venv of `make test`; skipped on Airflow 3
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from airflow_fargate.compat import AIRFLOW_V3
 from airflow_fargate.local.stack import AirflowStack
-from tests.helpers import adopted_command
+from tests.helpers import adopted_command, e2e_stack
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.timeout(600),
     pytest.mark.skipif(AIRFLOW_V3, reason="Airflow 2 end-to-end test (make test runs it in the Airflow 2 venv)"),
 ]
-ROOT = Path(__file__).resolve().parents[1]
 DAG_ID, RUN_ID = "e2e_airflow2", "e2e-airflow2"
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[AirflowStack]:
-    work = Path(tempfile.mkdtemp(prefix="airflow-fargate-e2e2-"))
-    dags = work / "dags"
-    dags.mkdir()
-    shutil.copy(ROOT / "tests" / "e2e_dags_airflow2" / "e2e_airflow2.py", dags)
-    with AirflowStack(home=work / "airflow", dags_folder=dags) as running:
-        running.trigger(DAG_ID, RUN_ID)
-        try:
-            yield running
-        finally:
-            print(f"e2e stack logs: {running.home / 'logs'}")
-            print(f"local ECS stats: {running.stats()}")
+    with e2e_stack(["tests/e2e_dags_airflow2/e2e_airflow2.py"], {DAG_ID: RUN_ID}) as running:
+        yield running
 
 
 def test_airflow2_dag_runs_tasks_as_ecs_tasks(stack):
