@@ -8,6 +8,7 @@ command, so it imports nothing heavy until a fargate command actually runs.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Any
 
@@ -97,10 +98,17 @@ def run_checks(offline: bool = False) -> list[Any]:
     return results
 
 
+def _quiet() -> None:
+    """Keep the commands' output to their own lines: boto's and our INFO chatter goes."""
+    for name in ("botocore", "boto3", "airflow_fargate"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def check(args: Any) -> None:
     """``airflow fargate check``: one PASS/WARN/FAIL line per check; exit 1 on any FAIL."""
     from airflow_fargate.checks import Status
 
+    _quiet()
     results = run_checks(offline=bool(getattr(args, "offline", False)))
     for result in results:
         print(result.line())
@@ -116,6 +124,7 @@ def show_config(args: Any) -> None:
     from airflow_fargate.run_task import SAMPLE_COMMAND, RunTaskKwargsBuilder
     from airflow_fargate.settings import load_settings
 
+    _quiet()
     try:
         executor_config = json.loads(args.executor_config) if getattr(args, "executor_config", None) else None
     except json.JSONDecodeError as err:

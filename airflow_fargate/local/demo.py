@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     with stack:
         assert stack.ecs is not None
         print(f"demo: local ECS endpoint {stack.ecs.endpoint_url}, AIRFLOW_HOME={stack.home}")
+        print("demo: airflow fargate check")
+        print(stack.airflow("fargate", "check").rstrip())
         stack.trigger(args.dag_id, run_id)
         print(f"demo: triggered {args.dag_id} run {run_id}; waiting for it to finish")
         state = stack.wait_for_run(args.dag_id, run_id, timeout=args.timeout)
