@@ -135,10 +135,7 @@ def check_awslogs(definition: dict[str, Any], container: str, logs_client: Calla
             f"container {container!r} has no awslogs log configuration with awslogs-group and "
             "awslogs-stream-prefix: the UI cannot show output of running tasks, failures carry no output",
         )
-    options = next(c for c in definition["containerDefinitions"] if c.get("name") == container)["logConfiguration"][
-        "options"
-    ]
-    if str(options.get("awslogs-create-group", "")).lower() == "true":
+    if where.create_group:
         return Check(name, Status.PASS, f"group {where.group} (created by ECS on first use)")
     try:
         groups = logs_client(where.region).describe_log_groups(logGroupNamePrefix=where.group).get("logGroups", [])

@@ -39,6 +39,7 @@ class LogStream:
     group: str
     stream: str
     region: str | None = None
+    create_group: bool = False  # awslogs-create-group: ECS creates the group on first use
 
     def __str__(self) -> str:
         return f"CloudWatch Logs group {self.group}, stream {self.stream}"
@@ -61,7 +62,8 @@ def awslogs_stream(task_definition: dict[str, Any], container_name: str, task_ar
             return None
         task_id = task_arn.rsplit("/", 1)[-1]
         stream = f"{prefix}/{container_name}/{task_id}"
-        return LogStream(options["awslogs-group"], stream, options.get("awslogs-region"))
+        create_group = str(options.get("awslogs-create-group", "")).lower() == "true"
+        return LogStream(options["awslogs-group"], stream, options.get("awslogs-region"), create_group)
     return None
 
 

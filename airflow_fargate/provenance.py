@@ -57,15 +57,14 @@ def _config_source(path: Path, settings: ExecutorSettings) -> str:
     return settings.sources.get(setting, "config")
 
 
-def _executor_set(path: Path, value: Any, container: str) -> bool:
-    in_container = path[:3] == ("overrides", "containerOverrides", f"[{container}]")
-    if not in_container:
-        return False
-    if path[3:] == ("command",):
-        return True
-    return path[3:] == ("environment", f"[{EXECUTOR_ENV['name']}]", "value") or (
-        path[3:] == ("environment", f"[{EXECUTOR_ENV['name']}]", "name") and value == EXECUTOR_ENV["name"]
-    )
+def _executor_set(path: Path, container: str) -> bool:
+    """Leaves the executor writes into container_name's override: the command and its env flag."""
+    flag = f"[{EXECUTOR_ENV['name']}]"
+    return path[:3] == ("overrides", "containerOverrides", f"[{container}]") and path[3:] in {
+        ("command",),
+        ("environment", flag, "name"),
+        ("environment", flag, "value"),
+    }
 
 
 def value_sources(
@@ -76,7 +75,7 @@ def value_sources(
     sources: dict[str, str] = {}
     for path, value in leaves(final).items():
         source = DEFAULT
-        if _executor_set(path, value, settings.container_name):
+        if _executor_set(path, settings.container_name):
             source = EXECUTOR
         else:
             # An item's "name" only identifies it: it comes from the layer that first added the item.
