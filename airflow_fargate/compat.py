@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import uuid
 from typing import Any
 
 from airflow import __version__ as AIRFLOW_VERSION
@@ -15,14 +16,6 @@ def import_string(dotted_path: str) -> Any:
     """Airflow's own import_string (ImportError naming the path and what is missing)."""
     module = "airflow.sdk.module_loading" if AIRFLOW_V3 else "airflow.utils.module_loading"
     return importlib.import_module(module).import_string(dotted_path)
-
-
-WORKLOAD_MODULE = "airflow.sdk.execution_time.execute_workload"
-
-
-def workload_command(workload: Any) -> list[str]:
-    """The container command that runs an Airflow 3 ExecuteTask workload through the Task SDK."""
-    return ["python", "-m", WORKLOAD_MODULE, "--json-string", workload.model_dump_json()]
 
 
 def _key_match(key: Any) -> Any:
@@ -54,7 +47,9 @@ def command_for_adopted(key: Any, executor: Any) -> list[str]:
         if AIRFLOW_V3:
             from airflow.executors.workloads import ExecuteTask
 
-            return workload_command(ExecuteTask.make(ti, generator=executor.jwt_generator))
+            from airflow_fargate.work import container_command
+
+            return container_command(ExecuteTask.make(ti, generator=executor.jwt_generator))
         # the same arguments the Airflow 2 scheduler queues the try with
         return list(ti.command_as_list(local=True, pickle_id=ti.dag_model.pickle_id))
 
@@ -93,3 +88,21 @@ def requeue_try_for_relaunch(key: Any) -> str | None:
             return None
         state = session.scalar(select(TaskInstance.state).where(match))
     return f"task instance is {state}" if state else "task instance try not found"
+
+
+def record_connection_test_failure(key: Any, reason: str) -> None:
+    """Mark a connection test FAILED with the executor's reason (Airflow 3.3+), unless it already
+    ended: its container reports success or failure itself when it runs."""
+    from airflow.models.connection_test import ACTIVE_STATES, ConnectionTestRequest, ConnectionTestState
+    from airflow.utils.session import create_session
+    from sqlalchemy import update
+
+    with create_session() as session:
+        session.execute(
+            update(ConnectionTestRequest)
+            .where(
+                (ConnectionTestRequest.id == uuid.UUID(str(key.id))) & ConnectionTestRequest.state.in_(ACTIVE_STATES)
+            )
+            .values(state=ConnectionTestState.FAILED, result_message=reason[:2000])
+            .execution_options(synchronize_session=False)
+        )

@@ -81,7 +81,8 @@ class EcsClient:
             LaunchFailure(reason=f.get("reason", "unknown"), detail=f.get("detail"))
             for f in response.get("failures") or []
         )
-        return LaunchResult(EcsTaskState.from_api(tasks[0]) if tasks else None, failures)
+        extra = tuple(t.get("taskArn", "") for t in tasks[1:])
+        return LaunchResult(EcsTaskState.from_api(tasks[0]) if tasks else None, failures, extra)
 
     def describe_tasks(self, arns: Sequence[str]) -> DescribeResult:
         """Describe any number of tasks: one call per 100 ARNs, the calls made concurrently."""

@@ -69,3 +69,4 @@ class LaunchResult:
 
     task: EcsTaskState | None
     failures: tuple[LaunchFailure, ...] = ()
+    extra_arns: tuple[str, ...] = ()  # more tasks than the one asked for: never tracked, so stopped

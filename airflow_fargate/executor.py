@@ -15,13 +15,19 @@ from typing import Any
 
 from airflow.executors.base_executor import BaseExecutor
 
+from airflow_fargate import work
 from airflow_fargate.aws_session import AwsTarget, aws_target
 from airflow_fargate.checks import startup_problems
-from airflow_fargate.compat import command_for_adopted, requeue_try_for_relaunch, stats, workload_command
+from airflow_fargate.compat import (
+    command_for_adopted,
+    record_connection_test_failure,
+    requeue_try_for_relaunch,
+    stats,
+)
 from airflow_fargate.ecs import DescribeResult, EcsClient
 from airflow_fargate.ecs_types import LaunchResult
 from airflow_fargate.errors import FargateConfigError
-from airflow_fargate.launcher import Launcher, LaunchRequest, backoff_seconds, is_credentials_error
+from airflow_fargate.launcher import BuildOnce, Launcher, LaunchRequest, backoff_seconds, is_credentials_error
 from airflow_fargate.logs import CloudWatchLogReader, FailureOutput, TaskOutput
 from airflow_fargate.poller import Poller
 from airflow_fargate.run_task import RunTaskKwargsBuilder
@@ -38,6 +44,11 @@ class FargateExecutor(BaseExecutor):
     is_local = False
     is_production = True
     serve_logs = False
+    # Airflow 3.3 work types (work.py): deadline-alert callbacks and "test connection" run as ECS tasks.
+    supports_callbacks = True
+    supports_connection_test = True
+    # One instance per team, each reading its team's [aws_ecs_executor]/[fargate] (self.conf).
+    supports_multi_team = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -47,7 +58,8 @@ class FargateExecutor(BaseExecutor):
 
     @cached_property
     def settings(self) -> ExecutorSettings:
-        return load_settings()
+        # Airflow 3.1+: self.conf is the team-scoped ExecutorConf; Airflow 2 reads the global conf.
+        return load_settings(getattr(self, "conf", None))
 
     @cached_property
     def kwargs_builder(self) -> RunTaskKwargsBuilder:
@@ -108,17 +120,33 @@ class FargateExecutor(BaseExecutor):
 
     # -- accepting work --
 
-    def _process_workloads(self, workloads: Sequence[Any]) -> None:
-        """Airflow 3: accept ExecuteTask workloads (serialized to a command on a launch worker)."""
-        from airflow.executors.workloads import ExecuteTask
+    def queue_workload(self, workload: Any, session: Any = None) -> None:
+        """Airflow 3: the base class files each workload type in its queue. A type this executor
+        cannot run (from a newer Airflow) is logged and left to Airflow's own queued timeouts
+        instead of raising out of the scheduler loop."""
+        try:
+            super().queue_workload(workload, session)
+        except (NotImplementedError, ValueError, TypeError) as err:
+            self.log.error("FargateExecutor cannot queue %s: %s", type(workload).__name__, err)
 
+    def _process_workloads(self, workloads: Sequence[Any]) -> None:
+        """Airflow 3: accept task, callback and connection-test workloads (each serialized to a
+        container command on a launch worker). Never raises for one workload's problem."""
         for workload in workloads:
-            if not isinstance(workload, ExecuteTask):
-                raise RuntimeError(f"{type(self).__name__} cannot run workloads of type {type(workload).__name__}")
-            key = workload.ti.key
-            self.queued_tasks.pop(key, None)
-            self.running.add(key)
-            self._accept(TrackedTask(key, None, workload.ti.executor_config, workload.ti.queue, workload=workload))
+            try:
+                item = work.work_item(workload)
+            except work.UnsupportedWorkload as err:
+                self.log.error("%s; it is left to Airflow's queued timeouts.", err)
+                continue
+            for queued in (self.queued_tasks, *self._other_queues()):
+                queued.pop(item.key, None)
+            self.running.add(item.key)
+            self._accept(TrackedTask(item.key, None, item.executor_config, item.queue, item.kind, workload=workload))
+
+    def _other_queues(self) -> list[dict[Any, Any]]:
+        """The base class's queues of callbacks and connection tests (Airflow 3.3+)."""
+        names = ("queued_callbacks", "queued_connection_tests")
+        return [queued for name in names if isinstance(queued := getattr(self, name, None), dict)]
 
     def execute_async(
         self, key: Any, command: Any, queue: str | None = None, executor_config: Any | None = None
@@ -174,14 +202,16 @@ class FargateExecutor(BaseExecutor):
                     self._fail(task, f"Cannot rebuild the command of adopted task: {err}")
                     continue
             task.launching = True
-            build = functools.partial(self._kwargs_for, task.command, task.workload, task.executor_config)
-            requests.append(LaunchRequest(task.key, build, self.tracker.client_token(task.key)))
+            if task.prepared is None or task.prepared[0] != task.token_generation:
+                build = functools.partial(self._kwargs_for, task.command, task.workload, task.executor_config)
+                task.prepared = (task.token_generation, BuildOnce(build))
+            requests.append(LaunchRequest(task.key, task.prepared[1], self.tracker.client_token(task.key)))
         self.launcher.submit(requests)
 
     def _kwargs_for(self, command: list[str] | None, workload: Any, executor_config: Any) -> dict[str, Any]:
         """run_task kwargs for one launch (runs on a launch worker thread; touches no shared state)."""
         return self.kwargs_builder.build(
-            command if command is not None else workload_command(workload), executor_config
+            command if command is not None else work.container_command(workload), executor_config
         )
 
     def _apply_launches(self) -> None:
@@ -198,6 +228,8 @@ class FargateExecutor(BaseExecutor):
                 continue
             if isinstance(outcome, LaunchResult):
                 assert outcome.task is not None
+                for extra in outcome.extra_arns:  # count is always 1; should ECS start more, none may run
+                    self._stop_quietly(extra, f"More ECS tasks than the one launched for {work.describe(task.key)}")
                 self.tracker.record_launch(task.key, outcome.task.arn, now)
                 stats.incr("fargate.run_task.success")
                 self.log.debug("Launched %s as ECS task %s (launch %d).", task.key, outcome.task.arn, task.launches)
@@ -208,6 +240,13 @@ class FargateExecutor(BaseExecutor):
             stats.incr("fargate.run_task.failure")
             if outcome.credentials:
                 self._refresh_credentials(outcome.reason)
+            if outcome.conflict:
+                stats.incr("fargate.run_task.token_conflict")
+                self.log.warning(
+                    "RunTask for %s answered %s; launching again with a new clientToken.",
+                    work.describe(task.key),
+                    outcome.reason,
+                )
             retry_at = now + backoff_seconds(task.launches + 1) if outcome.retryable else None
             verdict = self.tracker.record_launch_failure(
                 task.key, outcome.reason, retry_at, outcome.outcome_unknown, counts=not outcome.credentials
@@ -289,7 +328,7 @@ class FargateExecutor(BaseExecutor):
         elif verdict.outcome is Outcome.FAILED:
             self._fail(task, verdict.reason)
         elif verdict.outcome is Outcome.RELAUNCH:
-            blocker = self._requeue_try(task.key)
+            blocker = self._requeue_try(task.key) if task.kind == work.TASK else None
             if blocker is not None:
                 self._fail(task, f"{verdict.reason}; not relaunched: {blocker}")
                 return
@@ -311,9 +350,28 @@ class FargateExecutor(BaseExecutor):
         self._report_failure(task.key, reason)
 
     def _report_failure(self, key: Any, reason: str) -> None:
-        self.log.error("Task %s failed: %s", key, reason)
+        self.log.error("%s failed: %s", work.describe(key), reason)
         self.log_task_event(event="fargate task failed", ti_key=key, extra=reason)
+        if work.is_connection_test(key):
+            self._record_connection_test_failure(key, reason)
         self.fail(key, reason)
+
+    def _record_connection_test_failure(self, key: Any, reason: str) -> None:
+        """A connection test reports its result itself; one whose container never did must still
+        say why in the UI, not only after Airflow's reaper times it out."""
+        try:
+            record_connection_test_failure(key, f"FargateExecutor: {reason}")
+        except Exception:
+            self.log.exception("Could not record the failure of %s", work.describe(key))
+
+    def fail_connection_test(self, key: Any) -> None:
+        """Airflow's reaper gave up on a connection test: stop its ECS task and forget it."""
+        task = self.tracker.remove(key)
+        if task is not None and task.arn:
+            self._stop_quietly(task.arn, "Airflow timed out this connection test")
+        self.running.discard(key)
+        for queued in self._other_queues():
+            queued.pop(key, None)
 
     def _release_failures(self, *, everything: bool = False) -> None:
         if "failure_output" not in self.__dict__:
@@ -404,6 +462,12 @@ class FargateExecutor(BaseExecutor):
 
     def try_adopt_task_instances(self, tis: Sequence[Any]) -> Sequence[Any]:
         """Adopt tasks launched by a dead scheduler: their external_executor_id is the task ARN."""
+        # Airflow's orphan check may offer a scheduler its own just-queued tries (the row's
+        # queued_by_job_id is not ours yet, or the ARN not yet saved): those are ours, kept as they are.
+        own = [ti for ti in tis if ti.key in self.tracker]
+        tis = [ti for ti in tis if ti.key not in self.tracker]
+        if own:
+            self.log.info("Kept %d task(s) offered for adoption that this executor already runs.", len(own))
         candidates = {ti.external_executor_id: ti for ti in tis if ti.external_executor_id}
         if not candidates:
             return list(tis)
@@ -424,7 +488,6 @@ class FargateExecutor(BaseExecutor):
                     launches=1,
                     arn=arn,
                     launched_at=self._clock(),
-                    token_salt=arn,
                 )
             )
             self.running.add(ti.key)

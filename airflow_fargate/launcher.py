@@ -39,8 +39,11 @@ THROTTLING_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyReque
 OUTCOME_UNKNOWN_CODES = frozenset(
     {"ServerException", "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "InternalError"}
 )
+# The clientToken was already used with other parameters. Never expected (one token per launch,
+# one set of kwargs per token), so it is retried with a new token and logged, never fatal.
+CONFLICT_CODES = frozenset({"ConflictException"})
 # AWS error codes that another attempt can fix (after a pause).
-RETRYABLE_CODES = THROTTLING_CODES | CREDENTIAL_CODES | OUTCOME_UNKNOWN_CODES
+RETRYABLE_CODES = THROTTLING_CODES | CREDENTIAL_CODES | OUTCOME_UNKNOWN_CODES | CONFLICT_CODES
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_CAP_SECONDS = 120.0
 
@@ -53,6 +56,7 @@ class LaunchError:
     retryable: bool
     outcome_unknown: bool = False  # the call may have started a task: keep the clientToken
     credentials: bool = False  # missing/expired credentials: refresh the client; not the task's attempt
+    conflict: bool = False  # ConflictException: the token is spent; the next attempt needs a new one
 
 
 def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
@@ -70,6 +74,8 @@ def classify_exception(err: BaseException) -> LaunchError:
         message = str(error.get("Message", err))
         status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         reason = f"{code}: {message}"
+        if code in CONFLICT_CODES:
+            return LaunchError(reason + " (clientToken already used with other parameters)", True, conflict=True)
         if "throttl" in message.lower() or "rate exceeded" in message.lower():
             return LaunchError(reason, retryable=True)
         if code in OUTCOME_UNKNOWN_CODES or status >= 500:
@@ -109,6 +115,22 @@ def is_throttling(err: BaseException) -> bool:
     error = err.response.get("Error", {})
     code, message = str(error.get("Code", "")), str(error.get("Message", "")).lower()
     return code in THROTTLING_CODES or "throttl" in message or "rate exceeded" in message
+
+
+class BuildOnce:
+    """Memoizes one launch's kwargs: every retry under one clientToken sends the same parameters,
+    even if an execution_config_function would answer differently the second time."""
+
+    def __init__(self, build: Callable[[], dict[str, Any]]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._kwargs: dict[str, Any] | None = None
+
+    def __call__(self) -> dict[str, Any]:
+        with self._lock:
+            if self._kwargs is None:
+                self._kwargs = self._build()
+            return self._kwargs
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -92,10 +93,29 @@ def config_layer(settings: ExecutorSettings) -> dict[str, Any]:
     return kwargs
 
 
+def _layer_label(name: str) -> str:
+    return f"the kwargs returned by {option_label(name)}" if name == "execution_config_function" else name
+
+
+def check_count(label: str, layer: Mapping[str, Any], error: type[Exception]) -> None:
+    """One Airflow try is one ECS task: a layer asking for more (or fewer) is refused, naming it.
+
+    With count=2 ECS would start two containers for one try and the executor could track one."""
+    if "count" in layer and (type(layer["count"]) is not int or layer["count"] != 1):
+        try:
+            shown = reprlib.repr(layer["count"])
+        except ValueError:  # an integer too long to print
+            shown = "<a very large number>"
+        raise error(
+            f"{label} sets count={shown}: FargateExecutor runs every Airflow task try as exactly one ECS "
+            "task. Remove count (or set it to 1); to run work in parallel, use more Airflow tasks (e.g. mapping)."
+        )
+
+
 def apply_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Fill what no layer set: count 1, FARGATE unless a capacity provider strategy is used,
     platformVersion LATEST for FARGATE only (EC2 rejects a platform version, so drop it)."""
-    kwargs.setdefault("count", 1)
+    kwargs["count"] = 1  # every layer was checked by check_count: one try, one container
     if "launchType" not in kwargs and "capacityProviderStrategy" not in kwargs:
         kwargs["launchType"] = "FARGATE"
     if kwargs.get("launchType") == "FARGATE":
@@ -160,7 +180,9 @@ class RunTaskKwargsBuilder:
         return [first, ("run_task_kwargs", dict(self.settings.run_task_kwargs))]
 
     def _base(self, command: Sequence[str]) -> dict[str, Any]:
-        (_, first), (_, run_task_kwargs) = self.base_layers(command)
+        (first_name, first), (_, run_task_kwargs) = self.base_layers(command)
+        check_count(_layer_label(first_name), first, FargateConfigError)
+        check_count(option_label("run_task_kwargs"), run_task_kwargs, FargateConfigError)
         merged: dict[str, Any] = deep_merge(first, run_task_kwargs)
         return merged
 
@@ -172,6 +194,7 @@ class RunTaskKwargsBuilder:
                 f"executor_config must be a dict of ECS run_task kwargs, got {type(executor_config).__name__}."
             )
         config = dict(executor_config)
+        check_count("executor_config", config, TaskConfigError)
         if "clientToken" in config:
             raise TaskConfigError("executor_config may not set clientToken: the executor sets it per try.")
         overrides = config.get("overrides", {})

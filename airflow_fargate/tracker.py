@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,11 +47,28 @@ class Verdict:
     cause: str = ""  # why a relaunch: spot, failed_to_start, start_timeout, missing (metric suffix)
 
 
-def client_token(key: Any, launch_attempt: int, salt: str = "") -> str:
-    """Deterministic RunTask clientToken for one launch of one try: a retried API call with the same
-    token never starts a second container. 64 hex chars, the ECS limit."""
-    parts = (key.dag_id, key.task_id, key.run_id, key.map_index, key.try_number, launch_attempt, salt)
-    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()
+def new_queueing_id() -> str:
+    """Identity of one queueing of one piece of work (see TrackedTask.queueing_id)."""
+    return uuid.uuid4().hex
+
+
+def client_token(queueing_id: str, generation: int) -> str:
+    """RunTask clientToken for one launch of one queueing: 64 hex chars, the ECS limit.
+
+    Scope, and why:
+    - Retries of one run_task call (timeouts, 5xx, throttles) reuse the token, so ECS returns the
+      task the first call may have started instead of starting a second one.
+    - Every new queueing of a try gets a new token. Airflow queues the same try number again for a
+      reschedule-mode sensor's next poke, a resume after deferral and a cleared try; a token built
+      from the try alone makes ECS hand back the first, stopped task (or ConflictException).
+    - Every relaunch of a queueing (Spot interruption, failed start, known-failed call) bumps
+      ``generation``: the previous token surely started nothing that is still wanted.
+    - Nothing of it survives a scheduler restart, and nothing needs to: a successor never resumes
+      a predecessor's in-flight call. It adopts tasks whose ARN reached the metadata DB; anything
+      else is reset by Airflow and queued again, which is a new queueing with a new identity.
+      Random identities also keep two schedulers (HA) and two deployments from ever sharing a token.
+    """
+    return hashlib.sha256(f"{queueing_id}:{generation}".encode()).hexdigest()
 
 
 def _container_summary(state: EcsTaskState) -> str:
@@ -96,13 +114,17 @@ def classify(state: EcsTaskState, essential: frozenset[str] | None = None) -> Ve
 class TrackedTask:
     """One try of one task instance, from queueing to its final state."""
 
-    key: Any  # TaskInstanceKey
+    key: Any  # TaskInstanceKey, or CallbackKey / ConnectionTestKey for other work kinds
     command: list[str] | None  # None for adopted tasks until a relaunch needs it
     executor_config: Any = None
     queue: str | None = None
+    kind: str = "task"  # work.TASK, work.CALLBACK or work.CONNECTION_TEST
     launches: int = 0  # run_task calls that returned a task, plus failed launch attempts
+    queueing_id: str = field(default_factory=new_queueing_id)  # this queueing (not the try): token scope
     token_generation: int = 1  # bumped only when the previous clientToken surely started nothing
-    token_salt: str = ""  # adopted tasks: the adopted ARN, so relaunch tokens differ from the dead scheduler's
+    # The kwargs builder of the current token generation: every retry with one token sends the
+    # same parameters (ECS answers ConflictException to a token reused with other parameters).
+    prepared: tuple[int, Callable[[], dict[str, Any]]] | None = None
     arn: str | None = None
     next_attempt_at: float = 0.0
     launched_at: float | None = None
@@ -169,7 +191,7 @@ class Tracker:
 
     def client_token(self, key: Any) -> str:
         task = self._tasks[key]
-        return client_token(task.key, task.token_generation, task.token_salt)
+        return client_token(task.queueing_id, task.token_generation)
 
     def record_launch_failure(
         self, key: Any, reason: str, retry_at: float | None, outcome_unknown: bool = False, counts: bool = True

@@ -41,4 +41,8 @@ def builder_raises_factory():
     return build
 
 
+def count_factory():
+    return lambda command: {"cluster": "c", "taskDefinition": "td", "count": 3}
+
+
 NOT_CALLABLE = 42

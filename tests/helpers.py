@@ -115,9 +115,9 @@ def submit(executor: Any, work: Any) -> None:
 
 def command_of(work: Any) -> list[str]:
     """The container command the executor sends for this try."""
-    from airflow_fargate.compat import workload_command
+    from airflow_fargate.work import container_command
 
-    return work.command if isinstance(work, Airflow2Task) else workload_command(work)
+    return work.command if isinstance(work, Airflow2Task) else container_command(work)
 
 
 @dataclass

@@ -253,23 +253,110 @@ def test_non_retryable_launch_error_fails_at_once(executor, ecs, monkeypatch):
     assert "not authorized to perform: ecs:RunTask" in reason
 
 
-def test_client_token_is_stable_for_a_try_and_differs_between_tries(executor, ecs):
+def test_each_queueing_of_a_try_gets_its_own_token_and_its_own_container(executor, ecs):
+    """A reschedule poke, a deferral resume or a cleared try queues the SAME try number again: each
+    queueing must start a new container, not get the first (stopped) one back from ECS."""
     seen = calls(executor, "RunTask")
-    queue(executor, make_workload("a", try_number=1))
+    (key,) = queue(executor, make_workload("sensor", try_number=1))
     beat(executor)
-    other = FargateExecutor()
-    other._clock = FakeClock()
-    other.ecs.launch_client.meta.events.register(
-        "provide-client-params.ecs.RunTask", lambda params, **_: seen.append(dict(params))
-    )
-    queue(other, make_workload("a", try_number=1), make_workload("a", run_id="run2"))
-    beat(other)
-    queue(executor, make_workload("a", try_number=2))
+    first_arn = events(executor)[key][1]
+    ecs.set_state(first_arn, "STOPPED", exit_codes={CONTAINER: 0})  # the poke ended: up_for_reschedule
     beat(executor)
+    assert events(executor)[key][0] == TaskInstanceState.SUCCESS
+    queue(executor, make_workload("sensor", try_number=1))  # the next poke: same key, same try
+    beat(executor)
+    state, second_arn = events(executor)[key]
+    assert state == TaskInstanceState.RUNNING
+    assert second_arn != first_arn
+    assert len(ecs.all_task_arns()) == 2
     tokens = [c["clientToken"] for c in seen]
-    assert len(tokens) == 4
-    assert tokens.count(tokens[0]) == 2  # same try, same launch: same token, even from another scheduler
-    assert len(set(tokens)) == 3
+    assert len(tokens) == 2 and tokens[0] != tokens[1]
+
+
+def test_a_conflicting_token_is_retried_with_a_new_one_and_logged(executor, ecs, monkeypatch, capfd):
+    conflict = ClientError(
+        {"Error": {"Code": "ConflictException", "Message": "The clientToken was used with other parameters"}},
+        "RunTask",
+    )
+    tokens = failing_run_task(executor, monkeypatch, [conflict])
+    (key,) = queue(executor, make_workload())
+    beat(executor)
+    assert events(executor) == {}  # not failed
+    executor._clock.now += 1000
+    beat(executor)
+    assert events(executor)[key][0] == TaskInstanceState.RUNNING
+    assert len(tokens) == 2 and tokens[0] != tokens[1]
+    assert "launching again with a new clientToken" in capfd.readouterr().out
+
+
+def test_retries_under_one_token_send_the_same_kwargs(executor, ecs, monkeypatch):
+    """ECS answers ConflictException to one token with other parameters: kwargs are built once per token."""
+    sent: list[dict[str, Any]] = []
+    real = executor.ecs.run_task
+    builds = iter(range(100))
+
+    def run_task(kwargs, client_token):
+        sent.append(kwargs)
+        if len(sent) == 1:
+            raise ReadTimeoutError(endpoint_url="x")
+        return real(kwargs, client_token)
+
+    monkeypatch.setattr(executor.ecs, "run_task", run_task)
+    original = executor.kwargs_builder.build
+    monkeypatch.setattr(
+        executor.kwargs_builder,
+        "build",
+        lambda command, config: {**original(command, config), "startedBy": str(next(builds))},
+    )
+    executor.__dict__.pop("launcher", None)
+    (key,) = queue(executor, make_workload())
+    beat(executor)
+    executor._clock.now += 1000
+    beat(executor)
+    assert events(executor)[key][0] == TaskInstanceState.RUNNING
+    assert len(sent) == 2 and sent[0] is sent[1]
+
+
+def test_executor_config_count_fails_only_that_task(executor, ecs):
+    bad, good = make_workload("bad", executor_config={"count": 2}), make_workload("good")
+    bad_key, good_key = queue(executor, bad, good)
+    beat(executor)
+    found = events(executor)
+    assert found[bad_key][0] == TaskInstanceState.FAILED
+    assert "executor_config sets count=2" in found[bad_key][1]
+    assert found[good_key][0] == TaskInstanceState.RUNNING
+    assert len(ecs.all_task_arns()) == 1
+
+
+def test_extra_tasks_in_a_run_task_answer_are_stopped(executor, ecs, monkeypatch):
+    real = executor.ecs.run_task
+
+    def run_task(kwargs, client_token):  # an ECS that started two tasks anyway
+        first = real(kwargs, client_token)
+        second = real(kwargs, client_token + "x")
+        return type(first)(first.task, first.failures, (second.task.arn,))
+
+    monkeypatch.setattr(executor.ecs, "run_task", run_task)
+    executor.__dict__.pop("launcher", None)
+    (key,) = queue(executor, make_workload())
+    beat(executor)
+    arn = events(executor)[key][1]
+    (extra,) = [a for a in ecs.all_task_arns() if a != arn]
+    assert ecs.task(extra).desired_status == "STOPPED"
+    assert executor.tracker.active_arns() == [arn]
+
+
+def test_adoption_keeps_tries_this_executor_already_runs(executor, ecs):
+    (key,) = queue(executor, make_workload())
+    beat(executor)
+    arn = events(executor)[key][1]
+    own = SimpleNamespace(key=key, external_executor_id=None, executor_config=None, queue="default")
+    stranger = SimpleNamespace(
+        key=key.with_try_number(5), external_executor_id=None, executor_config=None, queue="default"
+    )
+    assert executor.try_adopt_task_instances([own, stranger]) == [stranger]
+    assert executor.tracker.get(key).arn == arn
+    assert len(ecs.all_task_arns()) == 1
 
 
 def launch_then_interrupt(executor: FargateExecutor, ecs: MotoEcs) -> tuple[TaskInstanceKey, str]:

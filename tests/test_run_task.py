@@ -218,7 +218,13 @@ def test_client_token_is_reserved(monkeypatch):
             {"overrides": {"containerOverrides": [{"name": "base", "memroy": 1}]}},
             r"overrides.containerOverrides\[0\]: \"memroy\"",
         ),
-        ({"count": "one"}, r"Invalid type for parameter count"),
+        (
+            {"count": "one"},
+            r"executor_config sets count='one': FargateExecutor runs every Airflow task try as exactly one",
+        ),
+        ({"count": 2}, r"executor_config sets count=2"),
+        ({"count": 0}, r"executor_config sets count=0"),
+        ({"count": True}, r"executor_config sets count=True"),
         (
             {"networkConfiguration": {"awsvpcConfiguration": {}}},
             r"networkConfiguration.awsvpcConfiguration: \"subnets\"",
@@ -321,6 +327,10 @@ def test_example_execution_config_function_works(monkeypatch):
             "tests.fixtures_execution_config.builder_raises_factory",
             r"the builder raised ValueError: cannot build for airflow",
         ),
+        (
+            "tests.fixtures_execution_config.count_factory",
+            r"the kwargs returned by \[fargate\] execution_config_function .* sets count=3",
+        ),
     ],
 )
 def test_broken_execution_config_function_fails_at_start(monkeypatch, path, message):
@@ -351,3 +361,19 @@ def test_assign_public_ip_false_alone_adds_no_network_block(monkeypatch):
     minimal_config(monkeypatch, assign_public_ip="True")
     with pytest.raises(FargateConfigError, match=r'networkConfiguration.awsvpcConfiguration: "subnets"'):
         RunTaskKwargsBuilder(load_settings())
+
+
+def test_run_task_kwargs_count_other_than_one_fails_at_start_naming_the_option(monkeypatch):
+    with pytest.raises(FargateConfigError, match=r"\[aws_ecs_executor\] run_task_kwargs .* sets count=4"):
+        builder(monkeypatch, run_task_kwargs='{"count": 4}')
+
+
+def test_count_of_one_is_accepted_in_every_layer(monkeypatch):
+    kwargs = builder(monkeypatch, run_task_kwargs='{"count": 1}').build(CMD, {"count": 1})
+    assert kwargs["count"] == 1
+
+
+def test_huge_count_is_shortened_in_the_message(monkeypatch):
+    with pytest.raises(TaskConfigError) as err:
+        builder(monkeypatch).build(CMD, {"count": 10**5000})
+    assert len(str(err.value)) < 300

@@ -94,18 +94,21 @@ def test_user_stop_without_exit_code_is_failed():
     assert "no exit code" in verdict.reason
 
 
-def test_client_token_is_deterministic_and_distinct():
-    assert client_token(KEY, 1) == client_token(TaskInstanceKey("dag", "task", "run", 1, -1), 1)
-    assert len(client_token(KEY, 1)) == 64
-    others = {
-        client_token(KEY, 2),
-        client_token(KEY.with_try_number(2), 1),
-        client_token(TaskInstanceKey("dag", "task", "run", 1, 0), 1),
-        client_token(TaskInstanceKey("dag", "task", "run2", 1, -1), 1),
-        client_token(KEY, 1, salt=ARN),
-    }
-    assert client_token(KEY, 1) not in others
-    assert len(others) == 5
+def test_client_token_is_scoped_to_one_launch_of_one_queueing():
+    assert client_token("q1", 1) == client_token("q1", 1)
+    assert len(client_token("q1", 1)) == 64
+    assert len({client_token("q1", 1), client_token("q1", 2), client_token("q2", 1)}) == 3
+
+
+def test_every_queueing_of_the_same_try_has_its_own_token():
+    first, again = TrackedTask(key=KEY, command=["x"]), TrackedTask(key=KEY, command=["x"])
+    assert first.queueing_id != again.queueing_id
+    tokens = set()
+    for task in (first, again):
+        tracker = Tracker(max_launches=3)
+        tracker.add(task)
+        tokens.add(tracker.client_token(KEY))
+    assert len(tokens) == 2
 
 
 def new_tracker(max_launches=3) -> Tracker:
