@@ -67,9 +67,10 @@ def option_label(setting: str) -> str:
     return " or ".join(spellings) if spellings else setting
 
 
-def _source(section: str, key: str, value: str, default: str | None) -> str:
+def _source(section: str, key: str, value: str, default: str | None, team: str | None = None) -> str:
     """Where a value came from, for `show-config` and messages."""
-    env = f"AIRFLOW__{section.upper()}__{key.upper()}"
+    env = f"AIRFLOW__{team.upper()}___" if team else "AIRFLOW__"
+    env += f"{section.upper()}__{key.upper()}"
     for suffix in ("", "_CMD", "_SECRET"):
         if env + suffix in os.environ:
             return f"[{section}] {key} (env {env + suffix})"
@@ -112,7 +113,7 @@ def _raw_values(conf: ConfigSource) -> tuple[dict[str, str], dict[str, str]]:
                     name,
                 )
         values[setting] = value
-        sources[setting] = _source(section, name, value, default)
+        sources[setting] = _source(section, name, value, default, getattr(conf, "team_name", None))
     for opt in options():
         if opt.setting not in values and opt.default is not None:
             values[opt.setting] = opt.default
@@ -187,8 +188,10 @@ def load_settings(conf: ConfigSource | None = None) -> ExecutorSettings:
 
     missing = [opt.setting for opt in options() if opt.required and not clean.get(opt.setting)]
     if missing:
+        team = getattr(conf, "team_name", None)
         raise FargateConfigError(
-            "FargateExecutor is missing required configuration: "
+            (f"FargateExecutor of team {team!r} (team values: AIRFLOW__{team.upper()}___SECTION__KEY) " if team else "")
+            + "FargateExecutor is missing required configuration: "
             + "; ".join(f"set {option_label(name)}" for name in missing)
             + "."
         )

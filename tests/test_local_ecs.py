@@ -123,6 +123,10 @@ def test_try_key_from_airflow_commands():
     assert try_key(["airflow", "tasks", "run", "d", "t", "r", "--local"]) == "d|t|r|-1"
     assert try_key(["airflow", "tasks", "run", "d", "t", "r", "--map-index", "3", "--local"]) == "d|t|r|3"
     assert try_key(["echo"]) is None
+    callback = json.dumps({"callback": {"id": "c1"}, "type": "ExecuteCallback"})
+    assert try_key(["python", "-c", "...", "--json-string", callback]) == "callback|c1"
+    test = json.dumps({"connection_test_id": "t1", "type": "TestConnection"})
+    assert try_key(["python", "-c", "...", "--json-string", test]) == "connection_test|t1"
 
 
 def set_faults(local: LocalEcs, **switches: Any) -> None:

@@ -31,13 +31,23 @@ log = logging.getLogger(__name__)
 
 def try_key(command: list[str]) -> str | None:
     """'dag|task|run|map|try' of the Airflow try a container command runs (Airflow 3), or
-    'dag|task|run|map' for Airflow 2, whose ``airflow tasks run`` commands carry no try number."""
+    'dag|task|run|map' for Airflow 2, whose ``airflow tasks run`` commands carry no try number.
+    Callbacks and connection tests are keyed 'callback|<id>' and 'connection_test|<id>'."""
     if "--json-string" in command:
         try:
-            ti = json.loads(command[command.index("--json-string") + 1])["ti"]
-        except (IndexError, KeyError, ValueError):
+            workload = json.loads(command[command.index("--json-string") + 1])
+        except (IndexError, ValueError):
             return None
-        return "|".join(str(ti.get(k)) for k in ("dag_id", "task_id", "run_id", "map_index", "try_number"))
+        if not isinstance(workload, dict):
+            return None
+        if isinstance(workload.get("ti"), dict):
+            ti = workload["ti"]
+            return "|".join(str(ti.get(k)) for k in ("dag_id", "task_id", "run_id", "map_index", "try_number"))
+        if isinstance(workload.get("callback"), dict):
+            return f"callback|{workload['callback'].get('id')}"
+        if workload.get("connection_test_id"):
+            return f"connection_test|{workload['connection_test_id']}"
+        return None
     if command[:3] == ["airflow", "tasks", "run"] and len(command) >= 6:
         map_index = command[command.index("--map-index") + 1] if "--map-index" in command[:-1] else "-1"
         return "|".join([*command[3:6], map_index])
