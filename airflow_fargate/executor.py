@@ -161,7 +161,13 @@ class FargateExecutor(BaseExecutor):
         except Exception as err:  # whatever is wrong with one task's config fails that task only
             self._fail(task, f"Invalid executor_config: {err}")
             return
-        self.tracker.add(task)
+        previous = self.tracker.add(task, self._clock())
+        if previous is not None:
+            self.log.info(
+                "%s queued again (reschedule, deferral or clear); its previous ECS task %s is left to finish.",
+                work.describe(task.key),
+                previous.arn or "(launch in flight)",
+            )
 
     # -- the heartbeat --
 
@@ -205,7 +211,8 @@ class FargateExecutor(BaseExecutor):
             if task.prepared is None or task.prepared[0] != task.token_generation:
                 build = functools.partial(self._kwargs_for, task.command, task.workload, task.executor_config)
                 task.prepared = (task.token_generation, BuildOnce(build))
-            requests.append(LaunchRequest(task.key, task.prepared[1], self.tracker.client_token(task.key)))
+            token = self.tracker.client_token(task.key)
+            requests.append(LaunchRequest(task.key, task.prepared[1], token, task.queueing_id))
         self.launcher.submit(requests)
 
     def _kwargs_for(self, command: list[str] | None, workload: Any, executor_config: Any) -> dict[str, Any]:
@@ -222,9 +229,10 @@ class FargateExecutor(BaseExecutor):
         launched = 0
         for request, outcome in self.launcher.drain():
             task = self.tracker.get(request.key)
-            if task is None or not task.launching:  # revoked or failed while the call was in flight
+            # revoked, failed or queued again (superseded) while the call was in flight
+            if task is None or not task.launching or task.queueing_id != request.queueing_id:
                 if isinstance(outcome, LaunchResult) and outcome.task is not None:
-                    self._stop_quietly(outcome.task.arn, "Airflow no longer wants this task (revoked during launch)")
+                    self._stop_quietly(outcome.task.arn, "Airflow no longer wants this launch (revoked or requeued)")
                 continue
             if isinstance(outcome, LaunchResult):
                 assert outcome.task is not None
@@ -304,13 +312,16 @@ class FargateExecutor(BaseExecutor):
         now = self._clock()
         for arn, state in result.tasks.items():
             task = self.tracker.by_arn(arn)
-            if task is None:  # finished, revoked or relaunched since the poll started
+            if task is None:  # finished, revoked, relaunched or superseded since the poll started
+                if self.tracker.settle_retired(arn, state.last_status, now):
+                    self._stop_quietly(arn, "Its Airflow try was queued again long ago; this container never exited")
                 continue
             essential = (
                 self.ecs.essential_containers(state.task_definition_arn) if state.last_status == "STOPPED" else None
             )
             self._apply(task, self.tracker.observe(state, essential, now), now, state.task_definition_arn)
         for arn, reason in result.missing.items():
+            self.tracker.settle_retired(arn, None, now)
             task = self.tracker.by_arn(arn)
             if task is not None:
                 self._apply(task, self.tracker.observe_missing(arn, reason, now), now)

@@ -140,6 +140,7 @@ class LaunchRequest:
     key: Any
     build: Callable[[], dict[str, Any]]
     client_token: str
+    queueing_id: str = ""  # which queueing of ``key`` asked (a later one may supersede it)
 
 
 class AdaptiveRateLimiter:

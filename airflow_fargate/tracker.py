@@ -15,6 +15,8 @@ from typing import Any
 
 from airflow_fargate.ecs_types import EcsTaskState
 
+# A superseded queueing's container (see Tracker.add) is left to exit on its own this long.
+RETIRED_GRACE_SECONDS = 300.0
 WAITING_STATUSES = frozenset({"PROVISIONING", "PENDING", "ACTIVATING"})
 # ECS stops that say nothing about the task's own code: launch the same try again.
 RELAUNCH_STOP_CODES = frozenset({"SpotInterruption", "TerminationNotice", "TaskFailedToStart"})
@@ -145,6 +147,7 @@ class Tracker:
         self.start_timeout_seconds = start_timeout_seconds
         self._tasks: dict[Any, TrackedTask] = {}
         self._by_arn: dict[str, Any] = {}
+        self._retired: dict[str, float] = {}  # ARN of a superseded queueing -> when it was superseded
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -159,10 +162,36 @@ class Tracker:
         key = self._by_arn.get(arn)
         return None if key is None else self._tasks.get(key)
 
-    def add(self, task: TrackedTask) -> None:
+    def add(self, task: TrackedTask, now: float = 0.0) -> TrackedTask | None:
+        """Track a queueing; returns the previous queueing of the same key if this supersedes one.
+
+        Airflow queues a try again as soon as the try itself reported up_for_reschedule or
+        deferred, often before its container's exit reached us. From then on the key's outcome
+        belongs to the new queueing: the old container is only watched until it stops (never
+        reported, so its exit cannot end the new queueing), and an old launch still in flight is
+        recognised by its queueing_id and stopped by the executor when it returns."""
+        previous = self._tasks.get(task.key)
+        if previous is not None and previous.arn:
+            self._by_arn.pop(previous.arn, None)
+            self._retired[previous.arn] = now
         self._tasks[task.key] = task
         if task.arn:
             self._by_arn[task.arn] = task.key
+        return previous
+
+    def settle_retired(self, arn: str, last_status: str | None, now: float) -> bool:
+        """A superseded queueing's container was described (None: ECS does not know it). Forgets it
+        once stopped; True if it outlived RETIRED_GRACE_SECONDS and must be stopped."""
+        since = self._retired.get(arn)
+        if since is None:
+            return False
+        if last_status in (None, "STOPPED"):
+            del self._retired[arn]
+            return False
+        if now - since > RETIRED_GRACE_SECONDS:
+            self._retired[arn] = now  # ask once per grace period, not every heartbeat
+            return True
+        return False
 
     def remove(self, key: Any) -> TrackedTask | None:
         task = self._tasks.pop(key, None)
@@ -178,7 +207,8 @@ class Tracker:
         return (t for t in self._tasks.values() if t.arn is None)
 
     def active_arns(self) -> list[str]:
-        return list(self._by_arn)
+        """Every ECS task still to watch: current queueings' and superseded ones' until they stop."""
+        return [*self._by_arn, *self._retired]
 
     def record_launch(self, key: Any, arn: str, now: float) -> None:
         task = self._tasks[key]

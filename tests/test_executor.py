@@ -559,8 +559,41 @@ def test_revoke_during_launch_stops_the_task_when_it_appears(executor, ecs, monk
     beat(executor)
     (arn,) = ecs.all_task_arns()
     assert ecs.task(arn).last_status == "STOPPED"
-    assert "revoked during launch" in ecs.task(arn).stopped_reason
+    assert "revoked or requeued" in ecs.task(arn).stopped_reason
     assert events(executor) == {}
+
+
+def test_a_try_queued_again_before_its_container_exit_was_seen(executor, ecs):
+    """The try reported up_for_reschedule itself and Airflow queued it again at once: the old
+    container's exit must not end the new queueing, and it is watched until it stops."""
+    (key,) = queue(executor, make_workload("sensor"))
+    beat(executor)
+    old_arn = events(executor)[key][1]
+    queue(executor, make_workload("sensor"))  # the next poke, before the first container's exit was seen
+    ecs.set_state(old_arn, "STOPPED", exit_codes={CONTAINER: 0})
+    beat(executor)
+    state, new_arn = events(executor)[key]
+    assert (state, new_arn != old_arn) == (TaskInstanceState.RUNNING, True)
+    beat(executor)  # the old container's STOPPED is seen now: nothing is reported for it
+    assert events(executor) == {}
+    assert executor.tracker.active_arns() == [new_arn]
+    ecs.set_state(new_arn, "STOPPED", exit_codes={CONTAINER: 0})
+    beat(executor)
+    assert events(executor)[key][0] == TaskInstanceState.SUCCESS
+
+
+def test_a_launch_superseded_while_in_flight_is_stopped(executor, ecs, monkeypatch):
+    release = blocking_run_task(executor, monkeypatch)
+    (key,) = queue(executor, make_workload())
+    executor.heartbeat()  # the first queueing's run_task is on the wire
+    queue(executor, make_workload())  # cleared and queued again meanwhile
+    release.set()
+    beat(executor)
+    beat(executor)
+    arn = events(executor)[key][1]
+    (other,) = [a for a in ecs.all_task_arns() if a != arn]
+    assert ecs.task(other).desired_status == "STOPPED"
+    assert ecs.task(arn).desired_status != "STOPPED"
 
 
 # ---- credentials and stuck tasks ----------------------------------------------------------------

@@ -164,7 +164,10 @@ def test_one_executor_per_team_reads_its_own_team_config(monkeypatch, ecs):
     assert FargateExecutor.supports_multi_team
     assert (team_a.settings.cluster, team_b.settings.cluster) == ("airflow-tasks", "team-b-cluster")
     assert team_b.settings.task_definition == FAMILY
-    assert team_b.settings.sources["cluster"] == "[aws_ecs_executor] cluster (env AIRFLOW__TEAM_B___AWS_ECS_EXECUTOR__CLUSTER)"
+    assert (
+        team_b.settings.sources["cluster"]
+        == "[aws_ecs_executor] cluster (env AIRFLOW__TEAM_B___AWS_ECS_EXECUTOR__CLUSTER)"
+    )
     from tests.helpers import make_workload, submit
 
     submit(team_a, make_workload("a"))
