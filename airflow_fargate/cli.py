@@ -20,6 +20,7 @@ ARG_EXECUTOR_CONFIG = Arg(
     metavar="JSON",
 )
 ARG_OUTPUT = Arg(("--output",), help="text (default) or json", choices=("text", "json"), default="text")
+ARG_TEAM = Arg(("--team",), help="Use this team's configuration (Airflow 3.3 multi-team)", metavar="TEAM")
 ARG_NO_AWS = Arg(("--offline",), help="Only check the configuration; make no AWS calls", action="store_true")
 
 
@@ -35,30 +36,42 @@ def get_fargate_cli_commands() -> list[GroupCommand]:
                     help="Check configuration, credentials, cluster, task definition, logs and image; "
                     "exit 1 if any check fails",
                     func=lazy_load_command("airflow_fargate.cli.check"),
-                    args=(ARG_NO_AWS,),
+                    args=(ARG_NO_AWS, ARG_TEAM),
                 ),
                 ActionCommand(
                     name="show-config",
                     help="Print the run_task kwargs a task would get, with where every value comes from",
                     func=lazy_load_command("airflow_fargate.cli.show_config"),
-                    args=(ARG_EXECUTOR_CONFIG, ARG_OUTPUT),
+                    args=(ARG_EXECUTOR_CONFIG, ARG_OUTPUT, ARG_TEAM),
                 ),
             ),
         )
     ]
 
 
-def run_checks(offline: bool = False) -> list[Any]:
+def team_settings(team: str | None) -> Any:
+    """The settings the executor of this team (None: the global one) would load."""
+    from airflow_fargate.settings import load_settings
+
+    if not team:
+        return load_settings()
+    try:
+        from airflow.executors.base_executor import ExecutorConf
+    except ImportError:
+        sys.exit("--team needs Airflow 3.3 or later (multi-team executors)")
+    return load_settings(ExecutorConf(team_name=team))
+
+
+def run_checks(offline: bool = False, team: str | None = None) -> list[Any]:
     """Every check in order; later checks are skipped when what they need is missing."""
     from airflow import __version__ as airflow_version
 
     from airflow_fargate import checks
     from airflow_fargate.aws_session import aws_target
     from airflow_fargate.run_task import SAMPLE_COMMAND, RunTaskKwargsBuilder
-    from airflow_fargate.settings import load_settings
 
     try:
-        settings = load_settings()
+        settings = team_settings(team)
         kwargs = RunTaskKwargsBuilder(settings).build(list(SAMPLE_COMMAND), None)
     except Exception as err:
         return [checks.Check("configuration", checks.Status.FAIL, str(err))]
@@ -109,7 +122,7 @@ def check(args: Any) -> None:
     from airflow_fargate.checks import Status
 
     _quiet()
-    results = run_checks(offline=bool(getattr(args, "offline", False)))
+    results = run_checks(offline=bool(getattr(args, "offline", False)), team=getattr(args, "team", None))
     for result in results:
         print(result.line())
     failed = [r for r in results if r.status is Status.FAIL]
@@ -122,7 +135,6 @@ def show_config(args: Any) -> None:
     """``airflow fargate show-config``: effective run_task kwargs for a sample task, with sources."""
     from airflow_fargate.provenance import dotted, leaves, value_sources
     from airflow_fargate.run_task import SAMPLE_COMMAND, RunTaskKwargsBuilder
-    from airflow_fargate.settings import load_settings
 
     _quiet()
     try:
@@ -130,7 +142,7 @@ def show_config(args: Any) -> None:
     except json.JSONDecodeError as err:
         sys.exit(f"--executor-config is not valid JSON: {err}")
     try:
-        settings = load_settings()
+        settings = team_settings(getattr(args, "team", None))
         builder = RunTaskKwargsBuilder(settings)
         kwargs = builder.build(list(SAMPLE_COMMAND), executor_config)
     except Exception as err:  # FargateConfigError, TaskConfigError: both read as the fix to make
@@ -143,7 +155,7 @@ def show_config(args: Any) -> None:
         print(json.dumps({"run_task_kwargs": kwargs, "sources": sources}, indent=2, default=str))
         return
     print(f"# Effective ECS run_task kwargs for a sample task (command {' '.join(SAMPLE_COMMAND)!r}).")
-    print("# clientToken is added per try: sha256 of the task instance key and launch.\n")
+    print("# clientToken is added per launch: one per queueing of a try, and per relaunch.\n")
     width = max(len(path) for path in sources)
     for path, value in leaves(kwargs).items():
         name = dotted(path)

@@ -214,7 +214,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
-def e2e_stack(dag_files: list[str], runs: dict[str, str]) -> Iterator[Any]:
+def e2e_stack(dag_files: list[str], runs: dict[str, str], extra_env: dict[str, str] | None = None) -> Iterator[Any]:
     """A running AirflowStack with these DAG files (paths from the repo root), each run triggered."""
     from airflow_fargate.local.stack import AirflowStack
 
@@ -223,7 +223,7 @@ def e2e_stack(dag_files: list[str], runs: dict[str, str]) -> Iterator[Any]:
     dags.mkdir()
     for name in dag_files:
         shutil.copy(ROOT / name, dags)
-    with AirflowStack(home=work / "airflow", dags_folder=dags) as running:
+    with AirflowStack(home=work / "airflow", dags_folder=dags, extra_env=extra_env or {}) as running:
         for dag_id, run_id in runs.items():  # independent runs go in parallel
             running.trigger(dag_id, run_id)
         try:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_fargate.compat import AIRFLOW_V3
 from airflow_fargate.local.server import LocalEcs
 
 pytestmark = pytest.mark.timeout(180)
@@ -202,3 +203,22 @@ def test_show_config_rejects_bad_executor_config_json(tmp_path):
     result = airflow(tmp_path, "fargate", "show-config", "--executor-config", "{not json", env=env)
     assert result.returncode == 1
     assert "--executor-config is not valid JSON" in result.stderr
+
+
+@pytest.mark.skipif(not AIRFLOW_V3, reason="multi-team executors are Airflow 3.3")
+def test_check_and_show_config_read_a_teams_configuration(local, tmp_path):
+    """Airflow 3.3 multi-team: --team reads AIRFLOW__<TEAM>___AWS_ECS_EXECUTOR__*, as that team's
+    executor instance does (no fallback to the global section, as in Airflow)."""
+    env = {
+        (k.replace("AIRFLOW__", "AIRFLOW__TEAM_A___", 1) if k.startswith("AIRFLOW__AWS_ECS_EXECUTOR__") else k): v
+        for k, v in local.scheduler_env().items()
+    }
+    result = airflow(tmp_path, "fargate", "check", "--team", "team_a", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lines_of(result)["cluster"] == "PASS"
+    shown = airflow(tmp_path, "fargate", "show-config", "--team", "team_a", "--output", "json", env=env)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    sources = json.loads(shown.stdout)["sources"]
+    assert sources["cluster"] == "[aws_ecs_executor] cluster (env AIRFLOW__TEAM_A___AWS_ECS_EXECUTOR__CLUSTER)"
+    no_team = airflow(tmp_path, "fargate", "check", "--offline", env=env)
+    assert no_team.returncode == 1 and "missing required configuration" in no_team.stdout

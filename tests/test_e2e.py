@@ -23,7 +23,8 @@ RUNS = {"example_fargate": "e2e-example", "e2e_fail": "e2e-fail", "e2e_spot": "e
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[AirflowStack]:
-    with e2e_stack(["config/dags/example_fargate.py", "tests/e2e_dags/e2e_dags.py"], RUNS) as running:
+    files = ["config/dags/example_fargate.py", "config/dags/example_callbacks.py", "tests/e2e_dags/e2e_dags.py"]
+    with e2e_stack(files, RUNS) as running:
         yield running
 
 
@@ -44,14 +45,30 @@ def try_key(dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_num
 def test_example_dag_succeeds_and_executor_config_reaches_the_container(stack):
     assert stack.wait_for_run("example_fargate", RUNS["example_fargate"]) == "success"
     rows = stack.task_rows("example_fargate", RUNS["example_fargate"])
-    assert {r.task_id for r in rows} == {"extract", "square", "total", "greet"}
+    assert {r.task_id for r in rows} == {"extract", "square", "total", "greet", "upstream_ready", "wait_in_triggerer"}
     assert len([r for r in rows if r.task_id == "square"]) == 4  # fan-out
     assert all(r.state == "success" and r.external_executor_id.startswith("arn:aws:ecs:") for r in rows)
+    assert all(r.try_number == 1 for r in rows)
+    created = stack.stats()["created_per_try"]
+    per_row = {
+        (r.task_id, r.map_index): created[try_key("example_fargate", RUNS["example_fargate"], r.task_id, r.map_index)]
+        for r in rows
+    }
+    assert per_row.pop(("upstream_ready", -1)) == 3  # reschedule mode: a container per poke, the 3rd succeeds
+    assert per_row.pop(("wait_in_triggerer", -1)) == 2  # deferred, then resumed after the triggerer fired
+    assert set(per_row.values()) == {1}
     greet_logs = "".join(
         p.read_text()
         for p in stack.task_log_dir("example_fargate", RUNS["example_fargate"]).glob("task_id=greet/**/*.log")
     )
     assert "FARGATE_GREETING=hello from executor_config" in greet_logs
+
+
+def test_example_dag_deadline_callback_runs_in_its_own_container(stack):
+    assert stack.wait_for_run("example_fargate", RUNS["example_fargate"]) == "success"
+    (callback,) = stack.wait_for_callbacks("example_fargate", 1)
+    assert (callback.path, callback.state) == ("example_callbacks.report_missed_deadline", "success")
+    assert stack.stats()["created_per_try"][f"callback|{callback.id}"] == 1
 
 
 def test_adopted_try_command_is_rebuilt_from_its_db_row(stack):

@@ -129,6 +129,26 @@ def test_try_key_from_airflow_commands():
     assert try_key(["python", "-c", "...", "--json-string", test]) == "connection_test|t1"
 
 
+def test_overlap_is_two_live_containers_of_one_queueing(local):
+    """A reschedule poke may start while the previous poke's container is still exiting (each
+    queueing has its own execution-API token): no overlap. Two of one queueing is one."""
+
+    def workload(token: str) -> list[str]:
+        ti = {"dag_id": "d", "task_id": "t", "run_id": "r", "map_index": -1, "try_number": 1}
+        return ["python", "-c", "import time; time.sleep(1.5)", "--json-string", json.dumps({"ti": ti, "token": token})]
+
+    arns = [run(local, workload(token))["tasks"][0]["taskArn"] for token in ("poke-1", "poke-2")]
+    for arn in arns:
+        wait_stopped(local, arn)
+    assert stats(local)["overlapping_tries"] == []
+    assert stats(local)["started_per_try"] == {"d|t|r|-1|1": 2}
+
+    arns = [run(local, workload("poke-3"))["tasks"][0]["taskArn"] for _ in range(2)]
+    for arn in arns:
+        wait_stopped(local, arn)
+    assert stats(local)["overlapping_tries"] == ["d|t|r|-1|1"]
+
+
 def set_faults(local: LocalEcs, **switches: Any) -> None:
     request = urllib.request.Request(
         local.endpoint_url + "/_local/faults", data=json.dumps(switches).encode(), method="POST"

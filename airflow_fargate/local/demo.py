@@ -1,7 +1,7 @@
 """``make demo``: run config/dags/example_fargate.py through a real scheduler with FargateExecutor.
 
 Everything runs on this machine: the local ECS endpoint really runs each task as a subprocess.
-Exits 0 only if the DAG run succeeded; stops every process it started.
+Exits 0 only if the DAG run and its deadline callback succeeded; stops every process it started.
 """
 
 from __future__ import annotations
@@ -23,13 +23,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dags-folder", type=Path, default=ROOT / "config" / "dags")
     parser.add_argument("--dag-id", default="example_fargate")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--callbacks", type=int, default=1, help="deadline callbacks the run must trigger")
     args = parser.parse_args(argv)
 
     db_url = os.environ.get("AIRFLOW_DEMO_DB_URL") or None
     stack = AirflowStack(home=args.home.resolve(), dags_folder=args.dags_folder.resolve(), db_url=db_url)
     run_id = f"demo__{int(time.time())}"
     started = time.monotonic()
-    print(f"demo: starting local ECS endpoint, {db_url or 'SQLite'} metadata DB, api-server, dag-processor, scheduler")
+    print(
+        f"demo: starting local ECS endpoint, {db_url or 'SQLite'} metadata DB, "
+        "api-server, dag-processor, triggerer, scheduler"
+    )
     with stack:
         assert stack.ecs is not None
         print(f"demo: local ECS endpoint {stack.ecs.endpoint_url}, AIRFLOW_HOME={stack.home}")
@@ -39,18 +43,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: triggered {args.dag_id} run {run_id}; waiting for it to finish")
         state = stack.wait_for_run(args.dag_id, run_id, timeout=args.timeout)
         print(f"\ndemo: DAG run {run_id} finished {state.upper()} in {time.monotonic() - started:.0f}s")
-        print(f"{'task':<12} {'map':>4} {'state':<10} {'try':>3}  ECS task ARN")
+        created = stack.stats()["created_per_try"]
+        # A reschedule sensor starts one container per poke; a deferred task one more to resume.
+        print(f"{'task':<18} {'map':>4} {'state':<10} {'try':>3} {'containers':>10}  last ECS task ARN")
         for row in stack.task_rows(args.dag_id, run_id):
-            state_text = row.state or "-"
+            count = created.get(f"{args.dag_id}|{row.task_id}|{run_id}|{row.map_index}|{row.try_number}", 0)
             print(
-                f"{row.task_id:<12} {row.map_index:>4} {state_text:<10} {row.try_number:>3}  {row.external_executor_id}"
+                f"{row.task_id:<18} {row.map_index:>4} {row.state or '-':<10} {row.try_number:>3} {count:>10}"
+                f"  {row.external_executor_id}"
             )
+        callbacks = stack.wait_for_callbacks(args.dag_id, args.callbacks) if args.callbacks else []
+        for callback in callbacks:
+            containers = created.get(f"callback|{callback.id}", 0)
+            print(f"deadline callback {callback.path}: {callback.state} ({containers} container)")
         print(f"\ntask logs: {stack.task_log_dir(args.dag_id, run_id)}")
         print(f"container output: CloudWatch Logs group {stack.ecs.config.log_group} on {stack.ecs.endpoint_url}")
-        print(f"component logs: {stack.home / 'logs'}/{{scheduler,api-server,dag-processor}}.log")
+        print(f"component logs: {stack.home / 'logs'}/{{scheduler,api-server,dag-processor,triggerer}}.log")
         stats = stack.stats()
         print(f"local ECS: {stats['run_task_calls']} run_task calls, {stats['containers_started']} containers started")
-    return 0 if state == "success" else 1
+    return 0 if state == "success" and all(c.state == "success" for c in callbacks) else 1
 
 
 if __name__ == "__main__":

@@ -3,11 +3,12 @@
 PROVISIONING -> PENDING -> RUNNING (container started) -> STOPPED (exit code, stopCode, times),
 with the container's output in moto CloudWatch Logs at the awslogs stream. Fault switches make
 tasks fail to start or get Spot-interrupted. Counters per Airflow try let tests prove that no try
-ever had two containers running.
+ever had two containers running for one queueing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import itertools
 import json
@@ -54,6 +55,23 @@ def try_key(command: list[str]) -> str | None:
     return None
 
 
+def queueing_key(command: list[str], key: str | None) -> str | None:
+    """The try key plus a digest of the workload's execution-API token, which Airflow 3 mints
+    afresh each time it queues a try: a reschedule poke or a deferral resume may start while the
+    previous queueing's container is still exiting (as on real ECS), and that is no overlap. Two
+    containers of one queueing (a duplicate launch, or a relaunch before the old one stopped) are.
+    Only a digest is kept: the token is a credential."""
+    if key is None or "--json-string" not in command:
+        return key
+    try:
+        token = json.loads(command[command.index("--json-string") + 1]).get("token")
+    except (IndexError, ValueError, AttributeError):
+        return key
+    if not token:
+        return key
+    return f"{key}#{hashlib.sha256(str(token).encode()).hexdigest()[:12]}"
+
+
 @dataclass
 class Stats:
     """What the endpoint did; served as JSON at /_local/stats."""
@@ -69,7 +87,7 @@ class Stats:
     stops_requested: int = 0
     created_per_try: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     started_per_try: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    overlapping_tries: list[str] = field(default_factory=list)
+    overlapping_tries: list[str] = field(default_factory=list)  # two containers of one queueing
     api_calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # ECS operation -> calls
 
     def as_dict(self) -> dict[str, Any]:
@@ -84,6 +102,7 @@ class Stats:
 class _Running:
     arn: str
     try_key: str | None
+    queueing_key: str | None
     handle: Handle | None = None
     stop_code: str | None = None
     stop_reason: str | None = None
@@ -114,7 +133,7 @@ class LocalRunner:
         self.lock = threading.RLock()
         self._created_at: dict[str, float] = {}
         self._running: dict[str, _Running] = {}
-        self._live_by_try: dict[str, int] = defaultdict(int)
+        self._live_by_queueing: dict[str, int] = defaultdict(int)
         self._queue: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._wake = threading.Condition(self.lock)
@@ -162,7 +181,7 @@ class LocalRunner:
             command = self._command(task)
             key = try_key(command)
             self._created_at[task.task_arn] = time.monotonic()
-            self._running[task.task_arn] = _Running(task.task_arn, key)
+            self._running[task.task_arn] = _Running(task.task_arn, key, queueing_key(command, key))
             self.stats.tasks_created += 1
             if key:
                 self.stats.created_per_try[key] += 1
@@ -242,11 +261,11 @@ class LocalRunner:
                 self._finish(task, None, container_reason=running.stop_reason)
                 return
             spec = self._spec(task)
-            key = running.try_key
-            if key:
-                self._live_by_try[key] += 1
+            key, live_key = running.try_key, running.queueing_key
+            if key and live_key:
+                self._live_by_queueing[live_key] += 1
                 self.stats.started_per_try[key] += 1
-                if self._live_by_try[key] > 1:
+                if self._live_by_queueing[live_key] > 1:
                     self.stats.overlapping_tries.append(key)
             self.stats.containers_started += 1
             moto_tasks.set_state(task, "RUNNING", now=datetime.now(timezone.utc))
@@ -286,8 +305,8 @@ class LocalRunner:
             if running is None or running.done:
                 return
             running.done = True
-            if running.handle is not None and running.try_key:
-                self._live_by_try[running.try_key] -= 1
+            if running.handle is not None and running.queueing_key:
+                self._live_by_queueing[running.queueing_key] -= 1
             name = self._container_definition(task).get("name", "")
             stop_code = running.stop_code or "EssentialContainerExited"
             reason = running.stop_reason or "Essential container in task exited"

@@ -1,7 +1,7 @@
 """A whole Airflow deployment on one machine, using FargateExecutor on the local ECS endpoint.
 
 Used by ``make demo`` and the end-to-end tests: metadata DB (SQLite by default), api-server,
-dag-processor and scheduler as subprocesses on Airflow 3 (just the scheduler, which parses DAGs
+dag-processor, triggerer and scheduler as subprocesses on Airflow 3 (just the scheduler, which parses DAGs
 itself, on Airflow 2), the local ECS endpoint in this process (so the scheduler can be killed and
 restarted while tasks keep running).
 """
@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,16 @@ class TaskRow:
     state: str | None
     try_number: int
     external_executor_id: str | None
+
+
+@dataclass(frozen=True)
+class CallbackRow:
+    """An Airflow 3.3 executor callback (e.g. a deadline alert's) and how it ended."""
+
+    id: str  # as the local endpoint keys it: 'callback|<id>'
+    path: str
+    state: str | None
+    output: str | None
 
 
 @dataclass
@@ -121,6 +132,7 @@ class AirflowStack:
         if AIRFLOW_V3:
             self.start_process("api-server", "api-server")
             self.start_process("dag-processor", "dag-processor")
+            self.start_process("triggerer", "triggerer")  # deferrable operators resume through it
         self.start_process("scheduler", "scheduler")
         if AIRFLOW_V3:
             self.wait_for_api()
@@ -242,6 +254,28 @@ class AirflowStack:
             r=run_id,
         )
         return [TaskRow(*row) for row in rows]
+
+    def callback_rows(self, dag_id: str) -> list[CallbackRow]:
+        """The executor callbacks of this DAG's runs (the table exists from Airflow 3.3)."""
+        rows = []
+        for raw_id, state, output, raw in self._query("SELECT id, state, output, data FROM callback"):
+            data = json.loads(raw) if isinstance(raw, str) else raw
+            data = data.get("__var", data)  # Airflow's serialized form
+            if data.get("dag_id") == dag_id:
+                rows.append(CallbackRow(str(uuid.UUID(hex=str(raw_id))), data.get("path", ""), state, output))
+        return sorted(rows, key=lambda row: row.path)
+
+    def wait_for_callbacks(self, dag_id: str, count: int, timeout: float = 120) -> list[CallbackRow]:
+        """Wait until `count` callbacks of this DAG have ended (success or failed)."""
+        deadline = time.monotonic() + timeout
+        rows: list[CallbackRow] = []
+        while time.monotonic() < deadline:
+            self._check_alive()
+            rows = self.callback_rows(dag_id)
+            if len(rows) >= count and all(row.state in TERMINAL_RUN_STATES for row in rows):
+                return rows
+            time.sleep(1)
+        raise TimeoutError(f"{count} callbacks of {dag_id} did not end within {timeout}s: {rows}")
 
     def task_log_dir(self, dag_id: str, run_id: str) -> Path:
         return self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"

@@ -1,0 +1,107 @@
+"""End to end: everyday Airflow 3.3 task patterns through a real scheduler (plus triggerer) with
+FargateExecutor next to LocalExecutor. Every test checks the final states AND how many containers
+the local ECS endpoint started for each try (created_per_try), and that no try ever had two
+containers running at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from airflow_fargate.compat import AIRFLOW_V3
+from airflow_fargate.local.stack import AirflowStack
+from tests.helpers import e2e_stack
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(not AIRFLOW_V3, reason="Airflow 3.3 patterns (deferral, deadline callbacks, executor=)"),
+]
+RUNS = {
+    "e2e_reschedule": "e2e-reschedule",
+    "e2e_deferral": "e2e-deferral",
+    "e2e_mapped": "e2e-mapped",
+    "e2e_retry": "e2e-retry",
+    "e2e_deadline": "e2e-deadline",
+    "e2e_mixed_executors": "e2e-mixed",
+}
+# FargateExecutor is the default; LocalExecutor beside it (tasks pick one with executor=...).
+EXECUTORS = "airflow_fargate.FargateExecutor,LocalExecutor"
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[AirflowStack]:
+    files = ["tests/e2e_dags/e2e_patterns.py", "tests/e2e_dags/e2e_callbacks.py"]
+    extra = {"AIRFLOW__CORE__EXECUTOR": EXECUTORS, "AIRFLOW__CORE__PARALLELISM": "64"}
+    with e2e_stack(files, RUNS, extra_env=extra) as running:
+        yield running
+        assert running.stats()["overlapping_tries"] == []  # no queueing of a try ever had two containers
+
+
+def containers(stack: AirflowStack, dag_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> int:
+    key = f"{dag_id}|{task_id}|{RUNS[dag_id]}|{map_index}|{try_number}"
+    return int(stack.stats()["created_per_try"].get(key, 0))
+
+
+def finished(stack: AirflowStack, dag_id: str) -> dict[tuple[str, int], object]:
+    assert stack.wait_for_run(dag_id, RUNS[dag_id], timeout=600) in ("success", "failed")
+    return {(r.task_id, r.map_index): r for r in stack.task_rows(dag_id, RUNS[dag_id])}
+
+
+def test_reschedule_sensor_succeeds_on_its_third_poke_one_container_per_poke(stack):
+    rows = finished(stack, "e2e_reschedule")
+    assert stack.run_state("e2e_reschedule", RUNS["e2e_reschedule"]) == "success"
+    row = rows[("third_poke_succeeds", -1)]
+    assert (row.state, row.try_number) == ("success", 1)  # pokes do not cost tries
+    assert containers(stack, "e2e_reschedule", "third_poke_succeeds") == 3
+
+
+def test_deferrable_operator_resumes_after_the_triggerer_in_a_new_container(stack):
+    rows = finished(stack, "e2e_deferral")
+    assert stack.run_state("e2e_deferral", RUNS["e2e_deferral"]) == "success"
+    row = rows[("deferred", -1)]
+    assert (row.state, row.try_number) == ("success", 1)
+    assert containers(stack, "e2e_deferral", "deferred") == 2  # before deferral, and the resume
+
+
+def test_mapped_task_over_21_items_with_a_reduce(stack):
+    rows = finished(stack, "e2e_mapped")
+    assert stack.run_state("e2e_mapped", RUNS["e2e_mapped"]) == "success"
+    mapped = [r for (task_id, _), r in rows.items() if task_id == "double"]
+    assert len(mapped) == 21 and all(r.state == "success" for r in mapped)
+    assert [containers(stack, "e2e_mapped", "double", map_index=i) for i in range(21)] == [1] * 21
+    assert rows[("reduce", -1)].state == "success"
+    assert containers(stack, "e2e_mapped", "reduce") == 1
+
+
+def test_retry_runs_exactly_one_container_per_try_and_execution_timeout_fails_the_task(stack):
+    rows = finished(stack, "e2e_retry")
+    assert stack.run_state("e2e_retry", RUNS["e2e_retry"]) == "failed"  # times_out has no retries
+    retried = rows[("fails_first_try", -1)]
+    assert (retried.state, retried.try_number) == ("success", 2)
+    assert containers(stack, "e2e_retry", "fails_first_try", try_number=1) == 1
+    assert containers(stack, "e2e_retry", "fails_first_try", try_number=2) == 1
+    timed_out = rows[("times_out", -1)]
+    assert (timed_out.state, timed_out.try_number) == ("failed", 1)
+    assert containers(stack, "e2e_retry", "times_out") == 1
+
+
+def test_deadline_alert_callbacks_run_as_ecs_tasks_and_report_success_and_failure(stack):
+    finished(stack, "e2e_deadline")
+    callbacks = {row.path: row for row in stack.wait_for_callbacks("e2e_deadline", 2)}
+    assert callbacks["e2e_callbacks.record_deadline"].state == "success"
+    failed = callbacks["e2e_callbacks.failing_deadline"]
+    assert failed.state == "failed" and "exit 1" in (failed.output or "")
+    created = stack.stats()["created_per_try"]
+    assert [created.get(f"callback|{row.id}") for row in callbacks.values()] == [1, 1]
+
+
+def test_tasks_choose_fargate_or_local_executor(stack):
+    rows = finished(stack, "e2e_mixed_executors")
+    assert stack.run_state("e2e_mixed_executors", RUNS["e2e_mixed_executors"]) == "success"
+    assert rows[("on_local", -1)].state == "success"
+    assert containers(stack, "e2e_mixed_executors", "on_local") == 0  # LocalExecutor: no ECS task
+    fargate = rows[("on_fargate", -1)]
+    assert fargate.state == "success" and fargate.external_executor_id.startswith("arn:aws:ecs:")
+    assert containers(stack, "e2e_mixed_executors", "on_fargate") == 1
