@@ -11,7 +11,6 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 from botocore.config import Config
@@ -51,6 +50,8 @@ class EcsClient:
         self._launch_client: Any = None
         self._client_lock = threading.Lock()
         self._definition_cache: dict[str, dict[str, Any]] = {}
+        # Threads start only when more than 100 tasks are described at once; close() joins them.
+        self._describe_pool = ThreadPoolExecutor(max_workers=DESCRIBE_WORKERS, thread_name_prefix="fargate-describe")
 
     def _make_client(self, config: Config) -> Any:
         target = self._target_factory()
@@ -108,9 +109,9 @@ class EcsClient:
         response: dict[str, Any] = self.client.describe_tasks(cluster=self.cluster, tasks=batch)
         return response
 
-    @cached_property
-    def _describe_pool(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=DESCRIBE_WORKERS, thread_name_prefix="fargate-describe")
+    def close(self) -> None:
+        """Join the describe threads (executor shutdown)."""
+        self._describe_pool.shutdown(wait=True, cancel_futures=True)
 
     def stop_task(self, arn: str, reason: str) -> None:
         self.client.stop_task(cluster=self.cluster, task=arn, reason=reason[:255])

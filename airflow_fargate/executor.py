@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any
 
 from airflow.executors.base_executor import BaseExecutor
@@ -50,61 +49,42 @@ class FargateExecutor(BaseExecutor):
     # One instance per team, each reading its team's [aws_ecs_executor]/[fargate] (self.conf).
     supports_multi_team = True
 
+    # Built in start(), which the scheduler calls before handing the executor any work. A process
+    # that only shows task logs (the api-server) never starts it: get_task_log builds a reader.
+    settings: ExecutorSettings
+    kwargs_builder: RunTaskKwargsBuilder
+    ecs: EcsClient
+    tracker: Tracker
+    launcher: Launcher
+    poller: Poller
+    log_reader: CloudWatchLogReader
+    output: TaskOutput
+    failure_output: FailureOutput
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._clock = time.monotonic
+        self._started = False
+        self._log_output: TaskOutput | None = None
 
-    # -- wiring (lazy, so processes that only read logs never need full configuration) --
-
-    @cached_property
-    def settings(self) -> ExecutorSettings:
+    def _load_settings(self) -> ExecutorSettings:
         # Airflow 3.1+: self.conf is the team-scoped ExecutorConf; Airflow 2 reads the global conf.
         return load_settings(getattr(self, "conf", None))
-
-    @cached_property
-    def kwargs_builder(self) -> RunTaskKwargsBuilder:
-        return RunTaskKwargsBuilder(self.settings)
-
-    @cached_property
-    def ecs(self) -> EcsClient:
-        return EcsClient(self._aws_target, self.settings.cluster)
 
     def _aws_target(self) -> AwsTarget:
         """Session (re-resolved after credential problems) for every AWS client of the executor."""
         return aws_target(self.settings.aws_conn_id, self.settings.region_name)
 
-    @cached_property
-    def tracker(self) -> Tracker:
-        settings = self.settings
-        return Tracker(settings.max_run_task_attempts, start_timeout_seconds=settings.task_start_timeout)
-
-    @cached_property
-    def poller(self) -> Poller:
-        return Poller(self._describe)
-
-    @cached_property
-    def log_reader(self) -> CloudWatchLogReader:
-        return CloudWatchLogReader(self._aws_target, self.settings.region_name)
-
-    @cached_property
-    def output(self) -> TaskOutput:
-        return TaskOutput(self.ecs, self.log_reader, self.settings.container_name)
-
-    @cached_property
-    def failure_output(self) -> FailureOutput:
-        return FailureOutput(self.output)
-
-    @cached_property
-    def launcher(self) -> Launcher:
-        settings = self.settings
-        return Launcher(self.ecs.run_task, rate=settings.run_task_rate, burst=settings.run_task_burst)
-
     # -- lifecycle --
 
     def start(self) -> None:
-        """Validate configuration and (optionally) AWS reachability before the scheduler runs tasks."""
-        settings = self.settings
-        self.kwargs_builder  # noqa: B018 - builds and validates the configured run_task kwargs
+        """Validate configuration (and optionally AWS reachability), then build every part.
+
+        Raises FargateConfigError before any thread exists, so a bad configuration stops the
+        scheduler with that one message."""
+        self.settings = settings = self._load_settings()
+        self.kwargs_builder = RunTaskKwargsBuilder(settings)  # builds and validates the configured kwargs
+        self.ecs = EcsClient(self._aws_target, settings.cluster)
         self.ecs.launch_client  # noqa: B018 - create clients now, not inside the first heartbeats
         stats.gauge("fargate.tasks.running", 0)  # loads Airflow's metrics registry now, not in a heartbeat
         if settings.check_health_on_startup:
@@ -117,6 +97,16 @@ class FargateExecutor(BaseExecutor):
                     "False to skip it): " + "; ".join(problems)
                 )
             self.log.info("FargateExecutor health check passed for cluster %s.", settings.cluster)
+        self.tracker = Tracker(settings.max_run_task_attempts, start_timeout_seconds=settings.task_start_timeout)
+        self.log_reader = CloudWatchLogReader(self._aws_target, settings.region_name)
+        self.output = TaskOutput(self.ecs, self.log_reader, settings.container_name)
+        self.failure_output = FailureOutput(self.output)
+        self.launcher = Launcher(self._run_task, rate=settings.run_task_rate, burst=settings.run_task_burst)
+        self.poller = Poller(self._describe)
+        self._started = True
+
+    def _run_task(self, kwargs: dict[str, Any], client_token: str) -> LaunchResult:
+        return self.ecs.run_task(kwargs, client_token)  # looked up per call, so tests can stand in for it
 
     # -- accepting work --
 
@@ -223,8 +213,6 @@ class FargateExecutor(BaseExecutor):
 
     def _apply_launches(self) -> None:
         """Turn finished run_task calls into tracker state and Airflow events (scheduler thread)."""
-        if "launcher" not in self.__dict__:
-            return
         now = self._clock()
         launched = 0
         for request, outcome in self.launcher.drain():
@@ -277,8 +265,7 @@ class FargateExecutor(BaseExecutor):
         self.log.warning("AWS credentials problem (%s); re-resolving credentials for the next calls.", reason)
         stats.incr("fargate.credentials.refresh")
         self.ecs.reset()
-        if "log_reader" in self.__dict__:
-            self.log_reader.reset()
+        self.log_reader.reset()
 
     def _stop_quietly(self, arn: str, reason: str) -> None:
         try:
@@ -385,8 +372,6 @@ class FargateExecutor(BaseExecutor):
             queued.pop(key, None)
 
     def _release_failures(self, *, everything: bool = False) -> None:
-        if "failure_output" not in self.__dict__:
-            return
         for key, reason in self.failure_output.release(self._clock(), everything=everything):
             self._report_failure(key, reason)
 
@@ -394,6 +379,8 @@ class FargateExecutor(BaseExecutor):
 
     def end(self, heartbeat_interval: float = 10) -> None:
         """Finish launches already handed to the launcher, then wait for every ECS task we own."""
+        if not self._started:  # start() failed and said why; there is nothing to wait for
+            return
         try:
             for task in list(self.tracker.waiting_for_launch()):
                 if not task.launching:
@@ -406,9 +393,10 @@ class FargateExecutor(BaseExecutor):
 
     def terminate(self) -> None:
         """Stop every ECS task this scheduler owns (SIGTERM to the scheduler), then wait briefly."""
+        if not self._started:
+            return
         try:
-            if "launcher" in self.__dict__:
-                self.launcher.cancel_pending()  # withdrawn requests leave their tasks waiting: failed below
+            self.launcher.cancel_pending()  # withdrawn requests leave their tasks waiting: failed below
             self._shutdown_launcher()  # calls already on the wire finish; their tasks are stopped below
             for task in list(self.tracker.waiting_for_launch()):
                 self._fail(task, "Scheduler terminated before the task was launched")
@@ -420,10 +408,11 @@ class FargateExecutor(BaseExecutor):
         self._flush_failures()
 
     def _flush_failures(self) -> None:
-        """Report every held failure before the scheduler goes (output if it arrives in time)."""
-        if "failure_output" in self.__dict__:
-            self.failure_output.shutdown(wait_seconds=FAILURE_OUTPUT_WAIT_SECONDS)
-            self._release_failures(everything=True)
+        """Report every held failure before the scheduler goes (output if it arrives in time),
+        then join the last threads."""
+        self.failure_output.shutdown(wait_seconds=FAILURE_OUTPUT_WAIT_SECONDS)
+        self._release_failures(everything=True)
+        self.ecs.close()
 
     def _wait_for_tasks(self, interval: float, deadline: float | None = None) -> None:
         """Describe synchronously until no ECS task we own is left (or the deadline passes)."""
@@ -433,11 +422,9 @@ class FargateExecutor(BaseExecutor):
                 time.sleep(interval)
 
     def _shutdown_launcher(self) -> None:
-        if "launcher" in self.__dict__:
-            self.launcher.shutdown(wait=True)
-            self._apply_launches()
-        if "poller" in self.__dict__:
-            self.poller.shutdown()
+        self.launcher.shutdown(wait=True)
+        self._apply_launches()
+        self.poller.shutdown()
 
     def revoke_task(self, *, ti: Any) -> None:
         """Stop the task's ECS task and forget it (Airflow's stuck-in-queued handling). Never raises."""
@@ -463,13 +450,25 @@ class FargateExecutor(BaseExecutor):
         if not arn or try_number != ti.try_number:
             return [], []
         try:
-            result = self.output.read(arn)
+            result = self._task_output().read(arn)
         except Exception as err:  # the UI must get a message, never a stack trace
             self.log.warning("Cannot read the output of ECS task %s", arn, exc_info=True)
             return [f"FargateExecutor could not read the output of ECS task {arn}: {err}"], []
         if not result.lines:
             return [f"ECS task {arn}: {result.problem}"], []
         return [f"Output of ECS task {arn} from {result.source}"], ["\n".join(result.lines) + "\n"]
+
+    def _task_output(self) -> TaskOutput:
+        """The started executor's reader, or (api-server, which never starts executors) one of
+        its own, built on first use so that merely loading the executor needs no configuration."""
+        if self._started:
+            return self.output
+        if self._log_output is None:
+            settings = self._load_settings()
+            target = functools.partial(aws_target, settings.aws_conn_id, settings.region_name)
+            reader = CloudWatchLogReader(target, settings.region_name)
+            self._log_output = TaskOutput(EcsClient(target, settings.cluster), reader, settings.container_name)
+        return self._log_output
 
     def try_adopt_task_instances(self, tis: Sequence[Any]) -> Sequence[Any]:
         """Adopt tasks launched by a dead scheduler: their external_executor_id is the task ARN."""

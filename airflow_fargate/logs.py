@@ -217,4 +217,6 @@ class FailureOutput:
     def shutdown(self, wait_seconds: float) -> None:
         """Give fetches already running up to ``wait_seconds`` to finish (scheduler shutdown)."""
         self.wait(wait_seconds)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        stuck = any(not held.future.done() for held in self._held.values())
+        # Idle workers are joined (no thread outlives the executor); a stuck fetch is not waited for.
+        self._pool.shutdown(wait=not stuck, cancel_futures=True)

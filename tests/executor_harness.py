@@ -64,18 +64,15 @@ def beat(executor: FargateExecutor) -> None:
     wait_idle(executor)
     executor._apply_launches()
     executor._poll(request_next=False)
-    if "failure_output" in executor.__dict__:  # failures wait for their output lines: fetch them now
-        executor.failure_output.wait(30)
-        executor._release_failures()
+    executor.failure_output.wait(30)  # failures wait for their output lines: fetch them now
+    executor._release_failures()
 
 
 def wait_idle(executor: FargateExecutor) -> None:
     """Until no run_task or describe_tasks call of the executor is in flight."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        launching = "launcher" in executor.__dict__ and executor.launcher.in_flight
-        polling = "poller" in executor.__dict__ and executor.poller.busy
-        if not launching and not polling:
+        if not executor.launcher.in_flight and not executor.poller.busy:
             return
         time.sleep(0.005)
     raise TimeoutError("executor calls still in flight")

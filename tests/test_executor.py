@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -48,6 +49,18 @@ def test_health_check_fails_fast_with_a_readable_message(monkeypatch, ecs, confi
     with pytest.raises(FargateConfigError, match="FargateExecutor health check failed") as err:
         FargateExecutor().start()
     assert message in str(err.value)
+
+
+def test_end_and_terminate_after_a_failed_start_add_nothing_to_its_error(monkeypatch, caplog):
+    """The scheduler calls end() in its finally block even when start() raised: the config error
+    must stay the one message, with no 'error while waiting for ECS tasks' after it."""
+    executor = FargateExecutor()
+    with pytest.raises(FargateConfigError):
+        executor.start()
+    caplog.clear()
+    executor.end()
+    executor.terminate()
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_health_check_can_be_disabled(monkeypatch, ecs):
@@ -182,7 +195,6 @@ def failing_run_task(executor, monkeypatch, errors: list[Exception]):
         return real(kwargs, client_token)
 
     monkeypatch.setattr(executor.ecs, "run_task", run_task)
-    executor.__dict__.pop("launcher", None)  # rebuild the launcher around the patched call
     return tokens
 
 
@@ -308,7 +320,6 @@ def test_retries_under_one_token_send_the_same_kwargs(executor, ecs, monkeypatch
         "build",
         lambda command, config: {**original(command, config), "startedBy": str(next(builds))},
     )
-    executor.__dict__.pop("launcher", None)
     (key,) = queue(executor, make_workload())
     beat(executor)
     executor._clock.now += 1000
@@ -337,7 +348,6 @@ def test_extra_tasks_in_a_run_task_answer_are_stopped(executor, ecs, monkeypatch
         return type(first)(first.task, first.failures, (second.task.arn,))
 
     monkeypatch.setattr(executor.ecs, "run_task", run_task)
-    executor.__dict__.pop("launcher", None)
     (key,) = queue(executor, make_workload())
     beat(executor)
     arn = events(executor)[key][1]
@@ -414,6 +424,7 @@ def test_adopts_tasks_by_external_executor_id(executor, ecs):
     # the scheduler died; a new one gets the TIs from the DB
     new = FargateExecutor()
     new._clock = FakeClock()
+    new.start()  # the scheduler starts its executor before offering it tasks to adopt
     tis = [SimpleNamespace(key=k, external_executor_id=arns[k], executor_config=None, queue="default") for k in keys]
     stranger = SimpleNamespace(
         key=TaskInstanceKey("d", "c", "r", 1, -1), external_executor_id=None, executor_config=None, queue="q"
@@ -460,6 +471,26 @@ def test_terminate_stops_everything_with_a_reason(executor, ecs):
         assert ecs.task(arn).last_status == "STOPPED"
         assert "SIGTERM" in ecs.task(arn).stopped_reason
     assert {k: s for k, (s, _) in events(executor).items()} == {k: TaskInstanceState.FAILED for k in keys}
+
+
+def test_no_executor_thread_outlives_end(monkeypatch, ecs):
+    """Launch workers, the describe poller, the describe pool (over 100 ARNs) and the failure
+    output fetchers are all joined by end()."""
+    before = set(threading.enumerate())  # other tests' executors may still have theirs
+    minimal_config(monkeypatch, subnets=",".join(ecs.subnets), security_groups=ecs.security_group)
+    executor = FargateExecutor()
+    executor.start()
+    keys = queue(executor, *[make_workload(f"t{i}") for i in range(3)])
+    beat(executor)
+    arns = ecs.all_task_arns()
+    executor.ecs.describe_tasks([*arns, *(f"{arns[0]}-{i}" for i in range(150))])  # two batches: pool threads
+    ecs.set_state(arns[0], "STOPPED", exit_codes={"base": 1})  # a failure: its output is fetched
+    for arn in arns[1:]:
+        ecs.set_state(arn, "STOPPED", exit_codes={"base": 0})
+    beat(executor)
+    assert len(events(executor)) == len(keys)
+    executor.end(heartbeat_interval=0.01)
+    assert [t.name for t in set(threading.enumerate()) - before if t.name.startswith("fargate-")] == []
 
 
 def test_end_waits_for_running_tasks(executor, ecs, monkeypatch):
@@ -631,6 +662,7 @@ def test_task_stuck_in_pending_is_stopped_and_relaunched(monkeypatch, ecs):
     )
     executor = FargateExecutor()
     executor._clock = FakeClock()
+    executor.start()
     monkeypatch.setattr(executor, "_requeue_try", lambda key: None)
     (key,) = queue(executor, make_workload())
     beat(executor)
@@ -681,6 +713,7 @@ def test_metrics_follow_the_documented_names(executor, ecs, monkeypatch):
     assert recorded.seen["fargate.tasks.running"][-1] == 0
     assert recorded.seen["fargate.tasks.pending"][-1] == 1
     new = FargateExecutor()
+    new.start()
     (arn,) = ecs.all_task_arns()
     ti = SimpleNamespace(key=key, external_executor_id=arn, executor_config=None, queue="default")
     ecs.set_state(arn, "RUNNING")

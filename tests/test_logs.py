@@ -284,6 +284,19 @@ def test_get_task_log_explains_when_there_is_nothing_to_show(executor, ecs):
     assert executor.get_task_log(SimpleNamespace(external_executor_id=None, try_number=1), 1) == ([], [])
 
 
+def test_get_task_log_works_in_a_process_that_never_started_the_executor(executor, ecs):
+    """The api-server loads executors only to read logs: it never calls start()."""
+    from airflow_fargate.executor import FargateExecutor
+
+    key, arn = launched(executor, ecs)
+    ecs.print(arn, "seen from the api-server")
+    ti = SimpleNamespace(key=key, try_number=key.try_number, external_executor_id=arn)
+    reader = FargateExecutor()
+    messages, logs = reader.get_task_log(ti, key.try_number)
+    assert "seen from the api-server" in logs[0], messages
+    reader.end()  # nothing was started, nothing to wait for or stop
+
+
 def test_get_task_log_never_raises(executor, ecs, monkeypatch):
     key, arn = launched(executor, ecs)
 

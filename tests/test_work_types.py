@@ -99,7 +99,6 @@ def test_connection_test_that_cannot_launch_records_the_reason(executor, ecs, mo
         raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no ecs:RunTask"}}, "RunTask")
 
     monkeypatch.setattr(executor.ecs, "run_task", denied)
-    executor.__dict__.pop("launcher", None)
     from airflow.executors.workloads import TestConnection
 
     workload = TestConnection(connection_test_id=test_id, connection_id="aws_default", timeout=30, token="t")

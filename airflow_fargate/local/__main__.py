@@ -42,6 +42,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Handlers first: a SIGTERM that arrives as soon as the env is printed must stop us cleanly.
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
     config = LocalEcsConfig.from_dict(json.loads(args.config.read_text())) if args.config else LocalEcsConfig()
     faults = Faults(**{f.name: getattr(args, f.name) for f in fields(Faults)})
     ecs = LocalEcs(
@@ -57,10 +61,6 @@ def main(argv: list[str] | None = None) -> int:
         args.env_file.write_text("\n".join(lines) + "\n")
     print(f"# local ECS endpoint on {ecs.endpoint_url} (runtime: {ecs.runtime.name}); scheduler env:")
     print("\n".join(lines), flush=True)
-
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
     done.wait()
     ecs.stop()
     return 0
