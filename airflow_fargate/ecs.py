@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.config import Config
-from botocore.exceptions import ClientError
 
 from airflow_fargate.aws_session import AwsTarget
-from airflow_fargate.ecs_types import EcsTaskState, LaunchFailure, LaunchResult
+from airflow_fargate.ecs_types import EcsTaskState, LaunchFailure, LaunchResult, MalformedEntry
 
 log = logging.getLogger(__name__)
 
 DESCRIBE_BATCH = 100  # ECS DescribeTasks accepts at most 100 task ARNs per call
 DESCRIBE_WORKERS = 10
+DEFINITION_RETRY_SECONDS = 300.0  # an unreadable task definition is asked for again after this
 BOTO_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
     connect_timeout=5,
@@ -38,6 +39,15 @@ LAUNCH_CONFIG = BOTO_CONFIG.merge(Config(retries={"mode": "standard", "max_attem
 class DescribeResult:
     tasks: dict[str, EcsTaskState] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)  # arn -> failure reason (e.g. MISSING)
+    unreadable: set[str] = field(default_factory=set)  # malformed entries: neither judged nor missing
+    # task definition ARN -> its essential containers (None: unreadable, judge all as essential),
+    # looked up here, on the describing thread, for every STOPPED task.
+    essential: dict[str, frozenset[str] | None] = field(default_factory=dict)
+
+
+def _entries(response: Any, key: str) -> list[Any]:
+    value = response.get(key) if isinstance(response, dict) else None
+    return value if isinstance(value, list) else []
 
 
 class EcsClient:
@@ -50,6 +60,8 @@ class EcsClient:
         self._launch_client: Any = None
         self._client_lock = threading.Lock()
         self._definition_cache: dict[str, dict[str, Any]] = {}
+        self._definition_failures: dict[str, float] = {}  # ARN -> monotonic time to ask again
+        self._malformed_seen: set[str] = set()
         # Threads start only when more than 100 tasks are described at once; close() joins them.
         self._describe_pool = ThreadPoolExecutor(max_workers=DESCRIBE_WORKERS, thread_name_prefix="fargate-describe")
 
@@ -94,16 +106,41 @@ class EcsClient:
             responses = [self._describe_batch(batch) for batch in batches]
         result = DescribeResult()
         for batch, response in zip(batches, responses, strict=True):
-            for task in response.get("tasks") or []:
-                state = EcsTaskState.from_api(task)
+            anonymous = False  # a malformed entry without an ARN: any ARN of the batch may be it
+            for entry in _entries(response, "tasks"):
+                try:
+                    state = EcsTaskState.from_api(entry)
+                except MalformedEntry as err:
+                    arn = entry.get("taskArn") if isinstance(entry, dict) else None
+                    self._report_malformed(arn if isinstance(arn, str) and arn else None, err)
+                    if isinstance(arn, str) and arn:
+                        result.unreadable.add(arn)
+                    else:
+                        anonymous = True
+                    continue
                 result.tasks[state.arn] = state
-            for failure in response.get("failures") or []:
-                if failure.get("arn"):
-                    result.missing[failure["arn"]] = failure.get("reason", "MISSING")
-            for arn in batch:  # an ARN in neither list is as good as missing
-                if arn not in result.tasks and arn not in result.missing:
+            for failure in _entries(response, "failures"):
+                if isinstance(failure, dict) and isinstance(failure.get("arn"), str):
+                    result.missing[failure["arn"]] = str(failure.get("reason") or "MISSING")
+            for arn in [] if anonymous else batch:  # an ARN in neither list is as good as missing
+                if arn not in result.tasks and arn not in result.missing and arn not in result.unreadable:
                     result.missing[arn] = "MISSING"
+        for state in result.tasks.values():
+            if state.last_status == "STOPPED" and state.task_definition_arn:
+                definition_arn = state.task_definition_arn
+                if definition_arn not in result.essential:
+                    result.essential[definition_arn] = self.essential_containers(definition_arn)
         return result
+
+    def _report_malformed(self, arn: str | None, err: Exception) -> None:
+        """Warn once per task (a bounded memory of which), not on every poll."""
+        key = arn or "(no taskArn)"
+        if key in self._malformed_seen:
+            return
+        if len(self._malformed_seen) > 10_000:
+            self._malformed_seen.clear()
+        self._malformed_seen.add(key)
+        log.warning("Ignoring a malformed describe_tasks entry for %s: %s; the other tasks are applied.", key, err)
 
     def _describe_batch(self, batch: list[str]) -> dict[str, Any]:
         response: dict[str, Any] = self.client.describe_tasks(cluster=self.cluster, tasks=batch)
@@ -117,15 +154,28 @@ class EcsClient:
         self.client.stop_task(cluster=self.cluster, task=arn, reason=reason[:255])
 
     def task_definition(self, task_definition_arn: str) -> dict[str, Any] | None:
-        """A task definition by ARN (cached: a revision never changes), None if unreadable."""
-        if task_definition_arn not in self._definition_cache:
-            try:
-                definition = self.client.describe_task_definition(taskDefinition=task_definition_arn)["taskDefinition"]
-            except ClientError as err:
-                log.warning("Cannot read task definition %s (%s).", task_definition_arn, err)
-                return None
-            self._definition_cache[task_definition_arn] = definition
-        return self._definition_cache[task_definition_arn]
+        """A task definition by ARN (cached: a revision never changes), None if unreadable.
+
+        Failures of any kind (access denied, throttling, a read timeout) are remembered for
+        DEFINITION_RETRY_SECONDS, so a thousand stopped tasks of one definition cost one call."""
+        if task_definition_arn in self._definition_cache:
+            return self._definition_cache[task_definition_arn]
+        if time.monotonic() < self._definition_failures.get(task_definition_arn, 0.0):
+            return None
+        try:
+            definition = self.client.describe_task_definition(taskDefinition=task_definition_arn)["taskDefinition"]
+        except Exception as err:
+            self._definition_failures[task_definition_arn] = time.monotonic() + DEFINITION_RETRY_SECONDS
+            log.warning(
+                "Cannot read task definition %s (%s: %s); its containers count as essential for the next %.0fs.",
+                task_definition_arn,
+                type(err).__name__,
+                err,
+                DEFINITION_RETRY_SECONDS,
+            )
+            return None
+        self._definition_cache[task_definition_arn] = definition
+        return definition
 
     def essential_containers(self, task_definition_arn: str | None) -> frozenset[str] | None:
         """Names of the essential containers of a task definition (None = treat all as essential)."""

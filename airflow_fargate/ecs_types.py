@@ -7,6 +7,16 @@ from datetime import datetime
 from typing import Any
 
 
+class MalformedEntry(ValueError):
+    """A describe_tasks entry this executor cannot read; it must not cost the other entries."""
+
+
+def _text(value: Any, what: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise MalformedEntry(f"{what} is a {type(value).__name__}, not a string")
+
+
 @dataclass(frozen=True)
 class ContainerState:
     """One container of an ECS task as describe_tasks reports it."""
@@ -32,24 +42,41 @@ class EcsTaskState:
     containers: tuple[ContainerState, ...] = ()
 
     @classmethod
-    def from_api(cls, task: dict[str, Any]) -> EcsTaskState:
+    def from_api(cls, task: Any) -> EcsTaskState:
+        """Parse one describe_tasks/run_task entry; MalformedEntry if it is not what ECS documents."""
+        if not isinstance(task, dict):
+            raise MalformedEntry(f"entry is a {type(task).__name__}, not an object")
+        arn = _text(task.get("taskArn"), "taskArn")
+        if not arn:
+            raise MalformedEntry("entry has no taskArn")
+        containers = task.get("containers") or []
+        if not isinstance(containers, list) or not all(isinstance(c, dict) for c in containers):
+            raise MalformedEntry("containers is not a list of objects")
+        for c in containers:
+            exit_code = c.get("exitCode")
+            if exit_code is not None and (not isinstance(exit_code, int) or isinstance(exit_code, bool)):
+                raise MalformedEntry(f"exitCode is a {type(exit_code).__name__}, not an integer")
+        started_at, stopped_at = task.get("startedAt"), task.get("stoppedAt")
+        for name, value in (("startedAt", started_at), ("stoppedAt", stopped_at)):
+            if value is not None and not isinstance(value, datetime):
+                raise MalformedEntry(f"{name} is a {type(value).__name__}, not a timestamp")
         return cls(
-            arn=task["taskArn"],
-            last_status=task.get("lastStatus", "UNKNOWN"),
-            desired_status=task.get("desiredStatus"),
-            stop_code=task.get("stopCode"),
-            stopped_reason=task.get("stoppedReason"),
-            started_at=task.get("startedAt"),
-            stopped_at=task.get("stoppedAt"),
-            task_definition_arn=task.get("taskDefinitionArn"),
+            arn=arn,
+            last_status=_text(task.get("lastStatus"), "lastStatus") or "UNKNOWN",
+            desired_status=_text(task.get("desiredStatus"), "desiredStatus"),
+            stop_code=_text(task.get("stopCode"), "stopCode"),
+            stopped_reason=_text(task.get("stoppedReason"), "stoppedReason"),
+            started_at=started_at,
+            stopped_at=stopped_at,
+            task_definition_arn=_text(task.get("taskDefinitionArn"), "taskDefinitionArn"),
             containers=tuple(
                 ContainerState(
-                    name=c.get("name", ""),
-                    last_status=c.get("lastStatus"),
+                    name=_text(c.get("name"), "container name") or "",
+                    last_status=_text(c.get("lastStatus"), "container lastStatus"),
                     exit_code=c.get("exitCode"),
-                    reason=c.get("reason"),
+                    reason=_text(c.get("reason"), "container reason"),
                 )
-                for c in task.get("containers", [])
+                for c in containers
             ),
         )
 

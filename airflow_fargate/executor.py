@@ -24,7 +24,7 @@ from airflow_fargate.compat import (
     stats,
 )
 from airflow_fargate.ecs import DescribeResult, EcsClient
-from airflow_fargate.ecs_types import LaunchResult
+from airflow_fargate.ecs_types import EcsTaskState, LaunchResult
 from airflow_fargate.errors import FargateConfigError
 from airflow_fargate.launcher import BuildOnce, Launcher, LaunchRequest, backoff_seconds, is_credentials_error
 from airflow_fargate.logs import CloudWatchLogReader, FailureOutput, TaskOutput
@@ -296,22 +296,29 @@ class FargateExecutor(BaseExecutor):
         return result
 
     def _apply_describe(self, result: DescribeResult) -> None:
+        """Judge every described task; one task's surprise is logged and costs only that task."""
         now = self._clock()
         for arn, state in result.tasks.items():
-            task = self.tracker.by_arn(arn)
-            if task is None:  # finished, revoked, relaunched or superseded since the poll started
-                if self.tracker.settle_retired(arn, state.last_status, now):
-                    self._stop_quietly(arn, "Its Airflow try was queued again long ago; this container never exited")
-                continue
-            essential = (
-                self.ecs.essential_containers(state.task_definition_arn) if state.last_status == "STOPPED" else None
-            )
-            self._apply(task, self.tracker.observe(state, essential, now), now, state.task_definition_arn)
+            try:
+                self._apply_state(arn, state, result, now)
+            except Exception:
+                self.log.exception("FargateExecutor: could not apply the state of ECS task %s; next poll.", arn)
         for arn, reason in result.missing.items():
             self.tracker.settle_retired(arn, None, now)
             task = self.tracker.by_arn(arn)
             if task is not None:
                 self._apply(task, self.tracker.observe_missing(arn, reason, now), now)
+
+    def _apply_state(self, arn: str, state: EcsTaskState, result: DescribeResult, now: float) -> None:
+        task = self.tracker.by_arn(arn)
+        if task is None:  # finished, revoked, relaunched or superseded since the poll started
+            if self.tracker.settle_retired(arn, state.last_status, now):
+                self._stop_quietly(arn, "Its Airflow try was queued again long ago; this container never exited")
+            return
+        definition = state.task_definition_arn
+        # None = unreadable definition or not stopped: every container counts as essential
+        essential = result.essential.get(definition) if definition and state.last_status == "STOPPED" else None
+        self._apply(task, self.tracker.observe(state, essential, now), now, definition)
 
     def _apply(self, task: TrackedTask, verdict: Verdict, now: float, task_definition_arn: str | None = None) -> None:
         if verdict.stop_first and task.arn:

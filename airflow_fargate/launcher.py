@@ -28,7 +28,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from airflow_fargate.ecs_types import LaunchFailure, LaunchResult
+from airflow_fargate.ecs_types import LaunchFailure, LaunchResult, MalformedEntry
 
 # Credentials expired, rotated or not yet there: rebuild the client and try again later.
 CREDENTIAL_CODES = frozenset(
@@ -91,6 +91,8 @@ def classify_exception(err: BaseException) -> LaunchError:
         return LaunchError(f"{type(err).__name__}: {err}", retryable=True, outcome_unknown=True)
     if isinstance(err, BotoCoreError):
         return LaunchError(f"{type(err).__name__}: {err}", retryable=True, outcome_unknown=True)
+    if isinstance(err, MalformedEntry):  # a task may have started: ask again with the same token
+        return LaunchError(f"unreadable RunTask answer: {err}", retryable=True, outcome_unknown=True)
     return LaunchError(f"{type(err).__name__}: {err}", retryable=False)
 
 

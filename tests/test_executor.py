@@ -181,6 +181,69 @@ def test_sync_survives_describe_errors(executor, ecs, monkeypatch, capfd):
     assert key in executor.running
 
 
+def corrupt_describe_answers(executor, corrupt) -> None:
+    """Let ``corrupt(parsed)`` rewrite every DescribeTasks answer the executor receives."""
+
+    def hook(parsed, **_):
+        corrupt(parsed)
+
+    executor.ecs.client.meta.events.register("after-call.ecs.DescribeTasks", hook)
+
+
+def test_a_malformed_describe_entry_costs_only_that_task(executor, ecs, caplog):
+    keys = queue(executor, *[make_workload(f"t{i}") for i in range(4)])
+    beat(executor)
+    arns = {key: arn for key, (_, arn) in events(executor).items()}
+    for arn in arns.values():
+        ecs.set_state(arn, "STOPPED", exit_codes={"base": 0})
+    bad_code, no_arn = arns[keys[0]], arns[keys[1]]
+
+    def corrupt(parsed):
+        for entry in parsed["tasks"]:
+            if entry["taskArn"] == bad_code:
+                entry["containers"][0]["exitCode"] = "zero"
+            elif entry["taskArn"] == no_arn:
+                del entry["taskArn"]
+
+    corrupt_describe_answers(executor, corrupt)
+    beat(executor)
+    beat(executor)
+    # The two readable tasks are reported; the two unreadable ones are neither judged nor missing.
+    assert {k: s for k, (s, _) in events(executor).items()} == {k: TaskInstanceState.SUCCESS for k in keys[2:]}
+    assert {keys[0], keys[1]} <= executor.running and len(ecs.all_task_arns()) == 4  # nothing relaunched
+    warnings = [r.getMessage() for r in caplog.records if "malformed describe_tasks entry" in r.getMessage()]
+    assert len(warnings) == 2  # once each over two polls
+    assert any("exitCode is a str" in w for w in warnings) and any("no taskArn" in w for w in warnings)
+
+
+def test_task_definition_lookups_are_off_the_scheduler_thread_and_failures_cached(executor, ecs, monkeypatch):
+    """Stopped tasks need their definition's essential containers; a definition that cannot be
+    read (here a read timeout) costs one call, not one per task per sync, and none on the
+    scheduler thread; its containers are then all judged essential."""
+    executor.parallelism = 100
+    keys = queue(executor, *[make_workload(f"t{i}") for i in range(30)])
+    beat(executor)
+    callers: list[str] = []
+    real = executor.ecs.client.describe_task_definition
+
+    def timing_out(**kwargs):
+        callers.append(threading.current_thread().name)
+        raise ReadTimeoutError(endpoint_url="https://ecs.us-east-1.amazonaws.com")
+
+    monkeypatch.setattr(executor.ecs.client, "describe_task_definition", timing_out)
+    executor.ecs._definition_cache.clear()
+    for n, arn in enumerate(ecs.all_task_arns()):  # the sidecar exits 1: only essential if unreadable
+        ecs.set_state(arn, "STOPPED", exit_codes={"base": 0, "log-router": 1 if n % 2 else 0})
+    for _ in range(3):
+        beat(executor)
+    assert len(callers) == 1 and callers[0] != threading.main_thread().name
+    buffer = events(executor)
+    assert set(buffer) == set(keys), [str(k.task_id) for k in keys if k not in buffer]
+    states = [state for state, _ in (buffer[k] for k in keys)]
+    assert states.count(TaskInstanceState.FAILED) == 15  # the sidecar's exit counted: all essential
+    monkeypatch.setattr(executor.ecs.client, "describe_task_definition", real)
+
+
 # ---- launch retries and clientToken ------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_fargate.catalogue import options
+from airflow_fargate.ecs_types import EcsTaskState, MalformedEntry
 from airflow_fargate.errors import FargateConfigError, TaskConfigError
 from airflow_fargate.run_task import RunTaskKwargsBuilder, validation_errors
 from airflow_fargate.settings import load_settings
@@ -87,3 +88,31 @@ def _conf() -> AirflowConfigParser:
     conf = AirflowConfigParser()
     conf.read_dict({"aws_ecs_executor": {**REQUIRED, "task_definition": "td"}})
     return conf
+
+
+describe_entries = st.fixed_dictionaries(
+    {"taskArn": st.just("arn:aws:ecs:us-east-1:1:task/c/t") | json_values},
+    optional={
+        "lastStatus": st.sampled_from(["RUNNING", "STOPPED"]) | json_values,
+        "stopCode": json_values,
+        "startedAt": json_values,
+        "containers": st.lists(
+            st.fixed_dictionaries({}, optional={"name": json_values, "exitCode": json_values, "reason": json_values}),
+            max_size=3,
+        )
+        | json_values,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(describe_entries, json_values))
+def test_fuzzed_describe_entry_parses_or_is_malformed(entry):
+    """Whatever an ECS answer holds, parsing one entry never raises anything else: the describe
+    loop can skip exactly that entry."""
+    try:
+        state = EcsTaskState.from_api(entry)
+    except MalformedEntry:
+        return
+    assert state.arn and isinstance(state.last_status, str)
+    assert all(c.exit_code is None or isinstance(c.exit_code, int) for c in state.containers)
