@@ -13,8 +13,32 @@ log() {
   printf 'entrypoint: %s\n' "$*" >&2
 }
 
+# A build arg left empty bakes an empty ENV value into the image; an empty AWS_DEFAULT_REGION (or
+# key) breaks the AWS CLI and SDKs where an unset one falls back to the task role and the region
+# ECS provides. Empty means unset.
+for name in AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN; do
+  if [ -z "${!name:-}" ]; then
+    unset "${name}"
+  fi
+done
+
+require_integer() {  # name value minimum: a whole number >= minimum, else exit 64 naming it
+  case "$2" in
+    '' | *[!0-9]*)
+      log "ERROR: $1 must be a whole number, got '${2:0:40}'"
+      exit 64
+      ;;
+  esac
+  if [ "${#2}" -gt 6 ] || [ "$((10#$2))" -lt "$3" ]; then
+    log "ERROR: $1 must be a whole number from $3 to 999999, got '${2:0:40}'"
+    exit 64
+  fi
+}
+
 sync_dags() {
   local attempt=1
+  require_integer S3_SYNC_ATTEMPTS "${S3_SYNC_ATTEMPTS}" 1
+  require_integer S3_SYNC_RETRY_SECONDS "${S3_SYNC_RETRY_SECONDS}" 0
   mkdir -p "${CONTAINER_DAG_PATH}"
   while true; do
     log "syncing DAGs from ${S3_URI} to ${CONTAINER_DAG_PATH} (attempt ${attempt}/${S3_SYNC_ATTEMPTS})"

@@ -154,6 +154,37 @@ def test_sync_failure_exits_non_zero_without_running_the_command(tmp_path, fake_
     assert "could not sync DAGs from s3://bucket/dags after 3 attempts" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("S3_SYNC_ATTEMPTS", "three"),
+        ("S3_SYNC_ATTEMPTS", "0"),
+        ("S3_SYNC_ATTEMPTS", "9" * 5000),
+        ("S3_SYNC_ATTEMPTS", "-1"),
+        ("S3_SYNC_RETRY_SECONDS", "5s"),
+        ("S3_SYNC_RETRY_SECONDS", "1.5"),
+    ],
+)
+def test_bad_numeric_settings_stop_before_syncing_with_a_message_naming_them(tmp_path, fake_bin, name, value):
+    marker = tmp_path / "ran"
+    result = run_entrypoint(tmp_path, fake_bin, ["touch", str(marker)], S3_URI="s3://bucket/dags", **{name: value})
+    assert result.returncode == 64
+    assert f"ERROR: {name} must be a whole number" in result.stderr
+    assert len(result.stderr) < 500  # the value is shortened, not repeated
+    assert not marker.exists() and not (tmp_path / "aws.log").exists()
+
+
+def test_empty_baked_aws_settings_are_unset_for_the_command(tmp_path, fake_bin):
+    """An empty build arg bakes AWS_DEFAULT_REGION=""; the CLI and SDKs must see it unset."""
+    out = tmp_path / "env.json"
+    dump = [sys.executable, "-c", f"import json, os; json.dump(dict(os.environ), open({str(out)!r}, 'w'))"]
+    empty = dict.fromkeys(("AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"), "")
+    assert run_entrypoint(tmp_path, fake_bin, dump, **empty).returncode == 0
+    assert not set(empty) & set(json.loads(out.read_text()))
+    assert run_entrypoint(tmp_path, fake_bin, dump, AWS_DEFAULT_REGION="eu-west-1").returncode == 0
+    assert json.loads(out.read_text())["AWS_DEFAULT_REGION"] == "eu-west-1"
+
+
 def test_local_mode_runs_directly(tmp_path, fake_bin):
     result = run_entrypoint(tmp_path, fake_bin, [*echo_args(tmp_path), "airflow", "tasks", "run", "d", "t", "r"])
     assert result.returncode == 0, result.stderr
