@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,7 +18,14 @@ import botocore.session
 from botocore.validate import ParamValidator
 
 from airflow_fargate.compat import import_string
-from airflow_fargate.errors import FargateConfigError, TaskConfigError
+from airflow_fargate.errors import (
+    MAX_NESTING,
+    FargateConfigError,
+    TaskConfigError,
+    nesting_depth,
+    shorten,
+    shorten_lines,
+)
 from airflow_fargate.settings import ExecutorSettings, option_label
 
 Builder = Callable[[Sequence[str]], Mapping[str, Any]]
@@ -39,7 +45,12 @@ def _run_task_shape() -> Any:
 def validation_errors(kwargs: Mapping[str, Any]) -> str | None:
     """botocore's report of what is wrong with these RunTask kwargs, naming key paths; None if valid."""
     report = ParamValidator().validate(kwargs, _run_task_shape())
-    return report.generate_report() if report.has_errors() else None
+    if not report.has_errors():
+        return None
+    try:
+        return shorten_lines(report.generate_report())
+    except ValueError:  # the report quotes a value Python refuses to print (an integer of 4300+ digits)
+        return "a value has the wrong type and is too large to print"
 
 
 def is_named_list(value: Any) -> bool:
@@ -102,13 +113,10 @@ def check_count(label: str, layer: Mapping[str, Any], error: type[Exception]) ->
 
     With count=2 ECS would start two containers for one try and the executor could track one."""
     if "count" in layer and (type(layer["count"]) is not int or layer["count"] != 1):
-        try:
-            shown = reprlib.repr(layer["count"])
-        except ValueError:  # an integer too long to print
-            shown = "<a very large number>"
         raise error(
-            f"{label} sets count={shown}: FargateExecutor runs every Airflow task try as exactly one ECS "
-            "task. Remove count (or set it to 1); to run work in parallel, use more Airflow tasks (e.g. mapping)."
+            f"{label} sets count={shorten(layer['count'])}: FargateExecutor runs every Airflow task try as exactly "
+            "one ECS task. Remove count (or set it to 1); to run work in parallel, use more Airflow tasks "
+            "(e.g. mapping)."
         )
 
 
@@ -130,14 +138,18 @@ def load_execution_config_function(path: str) -> Builder:
     label = option_label("execution_config_function")
     try:
         factory = import_string(path)
-    except Exception as err:
-        raise FargateConfigError(f"{label}: cannot import {path!r}: {err}") from None
+    except (Exception, SystemExit) as err:  # a module that exits on import must not stop the scheduler
+        raise FargateConfigError(f"{label}: cannot import {shorten(path)}: {shorten_lines(str(err))}") from None
     if not callable(factory):
-        raise FargateConfigError(f"{label}: {path!r} is a {type(factory).__name__}, not a zero-argument factory.")
+        raise FargateConfigError(
+            f"{label}: {shorten(path)} is a {type(factory).__name__}, not a zero-argument factory."
+        )
     try:
         builder = factory()
-    except Exception as err:
-        raise FargateConfigError(f"{label}: calling {path}() failed: {type(err).__name__}: {err}") from None
+    except (Exception, SystemExit) as err:  # e.g. builtins.exit: SystemExit would end the scheduler
+        raise FargateConfigError(
+            f"{label}: calling {path}() failed: {type(err).__name__}: {shorten_lines(str(err))}"
+        ) from None
     if not callable(builder):
         raise FargateConfigError(
             f"{label}: {path}() must return a function f(command) -> run_task kwargs, got {type(builder).__name__}."
@@ -170,8 +182,10 @@ class RunTaskKwargsBuilder:
             label = option_label("execution_config_function")
             try:
                 built: Any = self._custom(list(command))
-            except Exception as err:
-                raise FargateConfigError(f"{label}: the builder raised {type(err).__name__}: {err}") from None
+            except (Exception, SystemExit) as err:
+                raise FargateConfigError(
+                    f"{label}: the builder raised {type(err).__name__}: {shorten_lines(str(err))}"
+                ) from None
             if not isinstance(built, Mapping):
                 raise FargateConfigError(
                     f"{label}: the builder must return a dict of run_task kwargs, got {type(built).__name__}."
@@ -181,8 +195,12 @@ class RunTaskKwargsBuilder:
 
     def _base(self, command: Sequence[str]) -> dict[str, Any]:
         (first_name, first), (_, run_task_kwargs) = self.base_layers(command)
-        check_count(_layer_label(first_name), first, FargateConfigError)
-        check_count(option_label("run_task_kwargs"), run_task_kwargs, FargateConfigError)
+        for label, layer in ((_layer_label(first_name), first), (option_label("run_task_kwargs"), run_task_kwargs)):
+            check_count(label, layer, FargateConfigError)
+            if nesting_depth(layer) > MAX_NESTING:
+                raise FargateConfigError(f"{label} is nested deeper than {MAX_NESTING} levels.")
+            if "launchType" in layer and "capacityProviderStrategy" in layer:
+                raise FargateConfigError(f"{label} sets both launchType and capacityProviderStrategy; ECS accepts one.")
         merged: dict[str, Any] = deep_merge(first, run_task_kwargs)
         return merged
 
@@ -195,6 +213,8 @@ class RunTaskKwargsBuilder:
             )
         config = dict(executor_config)
         check_count("executor_config", config, TaskConfigError)
+        if nesting_depth(config) > MAX_NESTING:
+            raise TaskConfigError(f"executor_config is nested deeper than {MAX_NESTING} levels.")
         if "clientToken" in config:
             raise TaskConfigError("executor_config may not set clientToken: the executor sets it per try.")
         overrides = config.get("overrides", {})
@@ -239,10 +259,8 @@ class RunTaskKwargsBuilder:
                 f"{option_label('run_task_kwargs')}: clientToken is set by the executor per try; remove it."
             )
         task_layer = self._check_executor_config(executor_config)
-        for layer, name in ((base, "configuration"), (task_layer, "executor_config")):
-            if "launchType" in layer and "capacityProviderStrategy" in layer:
-                error = TaskConfigError if layer is task_layer else FargateConfigError
-                raise error(f"{name} sets both launchType and capacityProviderStrategy; ECS accepts only one.")
+        if "launchType" in task_layer and "capacityProviderStrategy" in task_layer:  # configured layers: _base
+            raise TaskConfigError("executor_config sets both launchType and capacityProviderStrategy; ECS accepts one.")
         try:
             kwargs = self._assemble(base, task_layer, command)
         except (TypeError, AttributeError, ValueError) as err:  # shapes no merge can make sense of
@@ -251,17 +269,26 @@ class RunTaskKwargsBuilder:
         if problems:
             if task_layer and validation_errors(self._assemble(base, {}, command)) is None:
                 raise TaskConfigError(f"executor_config gives invalid ECS run_task kwargs: {problems}")
-            raise FargateConfigError(f"The configured ECS run_task kwargs are invalid: {problems}")
+            raise FargateConfigError(f"The ECS run_task kwargs built from {self._sources()} are invalid: {problems}")
         return kwargs
+
+    def _sources(self) -> str:
+        """The configured layers in use, named as the operator sets them."""
+        first = option_label("execution_config_function") if self._custom else "the section values"
+        if self.settings.run_task_kwargs:
+            return f"{first} and {option_label('run_task_kwargs')}"
+        return first
 
     def check_executor_config(self, executor_config: Any) -> None:
         """Raise TaskConfigError if this executor_config cannot give valid kwargs. The answer does not
         depend on the command, so it is cached per distinct config: O(1) for the usual task."""
         if executor_config is None:
             return
+        if nesting_depth(executor_config) > MAX_NESTING:  # before anything recursive touches it
+            raise TaskConfigError(f"executor_config is nested deeper than {MAX_NESTING} levels.")
         try:
             cache_key = json.dumps(executor_config, sort_keys=True, default=repr)
-        except (TypeError, ValueError):  # keys json cannot sort: check without caching
+        except (TypeError, ValueError):  # keys json cannot sort, or an integer too long to print
             self.build(list(SAMPLE_COMMAND), executor_config)
             return
         self._check_cached(cache_key, executor_config)

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from airflow_fargate.catalogue import options
-from airflow_fargate.errors import FargateConfigError
+from airflow_fargate.errors import MAX_NESTING, FargateConfigError, nesting_depth, shorten, shorten_lines
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def _bool(setting: str, raw: str) -> bool:
         return True
     if lowered in _FALSE:
         return False
-    raise FargateConfigError(f"{option_label(setting)} must be True/False (or ENABLED/DISABLED), got {raw!r}.")
+    raise FargateConfigError(f"{option_label(setting)} must be True/False (or ENABLED/DISABLED), got {shorten(raw)}.")
 
 
 def _csv(raw: str) -> tuple[str, ...]:
@@ -137,8 +137,13 @@ def _csv(raw: str) -> tuple[str, ...]:
 def _json(setting: str, raw: str, expected: type) -> Any:
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise FargateConfigError(f"{option_label(setting)} is not valid JSON: {err}. Value: {raw!r}") from None
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, a 5000-digit number, deep nesting
+        problem = "it is nested too deeply" if isinstance(err, RecursionError) else str(err)
+        raise FargateConfigError(
+            f"{option_label(setting)} is not valid JSON ({shorten_lines(problem)}). Value: {shorten(raw)}"
+        ) from None
+    if nesting_depth(value) > MAX_NESTING:
+        raise FargateConfigError(f"{option_label(setting)} is nested deeper than {MAX_NESTING} levels.")
     if not isinstance(value, expected):
         kind = "a JSON object" if expected is dict else "a JSON list"
         raise FargateConfigError(f"{option_label(setting)} must be {kind}, got {type(value).__name__}.")
@@ -152,7 +157,7 @@ def _capacity_provider_strategy(raw: str) -> tuple[Mapping[str, Any], ...]:
             raise FargateConfigError(
                 f"{option_label('capacity_provider_strategy')}: item {index} must be an object with a "
                 f'"capacityProvider" string, e.g. {{"capacityProvider": "FARGATE_SPOT", "weight": 1}}; '
-                f"got {item!r}."
+                f"got {shorten(item)}."
             )
     return tuple(MappingProxyType(dict(item)) for item in items)
 
@@ -161,7 +166,7 @@ def _positive_int(setting: str, raw: str) -> int:
     try:
         value = int(raw.strip())
     except ValueError:
-        raise FargateConfigError(f"{option_label(setting)} must be an integer, got {raw!r}.") from None
+        raise FargateConfigError(f"{option_label(setting)} must be an integer, got {shorten(raw)}.") from None
     if value < 1:
         raise FargateConfigError(f"{option_label(setting)} must be at least 1, got {value}.")
     return value
@@ -171,9 +176,9 @@ def _positive_float(setting: str, raw: str) -> float:
     try:
         value = float(raw.strip())
     except ValueError:
-        raise FargateConfigError(f"{option_label(setting)} must be a number, got {raw!r}.") from None
+        raise FargateConfigError(f"{option_label(setting)} must be a number, got {shorten(raw)}.") from None
     if not value > 0:
-        raise FargateConfigError(f"{option_label(setting)} must be greater than 0, got {raw!r}.")
+        raise FargateConfigError(f"{option_label(setting)} must be greater than 0, got {shorten(raw)}.")
     return value
 
 
@@ -201,7 +206,8 @@ def load_settings(conf: ConfigSource | None = None) -> ExecutorSettings:
         launch_type = launch_type.upper()
         if launch_type not in LAUNCH_TYPES:
             raise FargateConfigError(
-                f"{option_label('launch_type')} must be one of {', '.join(LAUNCH_TYPES)}, got {raw['launch_type']!r}."
+                f"{option_label('launch_type')} must be one of {', '.join(LAUNCH_TYPES)}, "
+                f"got {shorten(raw['launch_type'])}."
             )
     strategy = (
         _capacity_provider_strategy(clean["capacity_provider_strategy"])

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from airflow.configuration import AirflowConfigParser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_fargate.catalogue import options
 from airflow_fargate.ecs_types import EcsTaskState, MalformedEntry
-from airflow_fargate.errors import FargateConfigError, TaskConfigError
+from airflow_fargate.errors import MAX_NESTING, FargateConfigError, TaskConfigError
 from airflow_fargate.run_task import RunTaskKwargsBuilder, validation_errors
 from airflow_fargate.settings import load_settings
 
@@ -116,3 +117,63 @@ def test_fuzzed_describe_entry_parses_or_is_malformed(entry):
         return
     assert state.arn and isinstance(state.last_status, str)
     assert all(c.exit_code is None or isinstance(c.exit_code, int) for c in state.containers)
+
+
+HOSTILE_EXAMPLES = {
+    "a 5000-digit integer": '{"count": ' + "9" * 5000 + "}",
+    "deep nesting (RecursionError in json)": "[" * 100_000 + "]" * 100_000,
+    "nesting json parses but merging would not survive": '{"tags": ' + "[" * 500 + "]" * 500 + "}",
+    "a 1 MB value": '{"tags": "' + "x" * 1_000_000 + '"}',
+    "both launch styles in run_task_kwargs": '{"launchType": "EC2", "capacityProviderStrategy": []}',
+}
+hostile_values = st.one_of(
+    st.sampled_from(sorted(HOSTILE_EXAMPLES.values())),
+    st.integers(MAX_NESTING + 1, 60_000).map(lambda n: '{"overrides": ' + "[" * n + "]" * n + "}"),
+    st.integers(4_301, 20_000).map(lambda n: '{"count": 1, "startedBy": ' + "7" * n + "}"),
+    st.integers(10_000, 2_000_000).map(lambda n: '{"group": "' + "g" * n + '", "cluster": 1}'),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.sampled_from(["run_task_kwargs", "capacity_provider_strategy"]), hostile_values)
+def test_hostile_config_values_give_a_short_error_naming_the_option(option, raw):
+    """However malformed or large, a configured value ends as one FargateConfigError that names
+    the option and quotes the value shortened (never a ValueError, RecursionError or SystemExit)."""
+    conf = _conf()
+    conf.set("aws_ecs_executor", option, raw.replace("%", "%%"))
+    with pytest.raises(FargateConfigError) as err:
+        RunTaskKwargsBuilder(load_settings(conf))
+    assert option in str(err.value)
+    assert len(str(err.value)) < 2_000
+
+
+@pytest.mark.parametrize("path", ["builtins.exit", "sys.exit", "os.abort.__call__.missing"])
+def test_an_execution_config_function_that_exits_is_a_config_error(path):
+    conf = _conf()
+    conf.read_dict({"fargate": {"execution_config_function": path}})
+    with pytest.raises(FargateConfigError, match=r"\[fargate\] execution_config_function"):
+        RunTaskKwargsBuilder(load_settings(conf))
+
+
+def _nested(depth: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "executor_config",
+    [
+        {"overrides": {"containerOverrides": [{"name": "x", "environment": [[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]}]}},
+        {"tags": [{"key": "k", "value": []}], "startedBy": 10**5000},
+        {"tags": "t" * 2_000_000},
+        {"overrides": _nested(5000)},
+    ],
+    ids=["nested", "huge-int", "huge-string", "deep"],
+)
+def test_hostile_executor_config_fails_only_that_task_with_a_short_message(executor_config):
+    builder = RunTaskKwargsBuilder(load_settings(_conf()))
+    with pytest.raises(TaskConfigError) as err:
+        builder.check_executor_config(executor_config)
+    assert str(err.value).startswith("executor_config") and len(str(err.value)) < 2_000
