@@ -385,7 +385,12 @@ class FargateExecutor(BaseExecutor):
     # -- shutdown, revoke, adoption --
 
     def end(self, heartbeat_interval: float = 10) -> None:
-        """Finish launches already handed to the launcher, then wait for every ECS task we own."""
+        """Scheduler shutdown (SIGTERM, Ctrl-C, the loop ending; Airflow 2.11 and 3.3 call only
+        this). Running ECS tasks are left running: the next scheduler adopts them by the task ARN
+        saved as external_executor_id, so a restart or a rolling deploy costs no task. Waits only
+        for run_task calls already on the wire. A task whose ARN the scheduler has not saved yet
+        (its RUNNING event is still in the buffer: the scheduler processes no event after end())
+        could never be adopted, so it is stopped; Airflow resets and queues that try again."""
         if not self._started:  # start() failed and said why; there is nothing to wait for
             return
         try:
@@ -393,10 +398,29 @@ class FargateExecutor(BaseExecutor):
                 if not task.launching:
                     self._fail(task, "Scheduler is shutting down before the task could be launched")
             self._shutdown_launcher()
-            self._wait_for_tasks(heartbeat_interval)
+            unsaved = [task for task in self._tracked_with_arn() if self._arn_unsaved(task)]
+            for task in unsaved:
+                self.tracker.remove(task.key)
+                self._stop_quietly(task.arn or "", "Airflow scheduler stopped before it saved this task's ARN")
+            left = len(self._tracked_with_arn())
+            self.log.warning(
+                "FargateExecutor shutting down: %d ECS task(s) keep running for the next scheduler to adopt "
+                "(their ARN is the task instance's external_executor_id); %d stopped because the scheduler "
+                "had not saved their ARN yet.",
+                left,
+                len(unsaved),
+            )
         except Exception:
-            self.log.exception("FargateExecutor: error while waiting for ECS tasks to finish.")
+            self.log.exception("FargateExecutor: error while shutting down.")
         self._flush_failures()
+
+    def _tracked_with_arn(self) -> list[TrackedTask]:
+        return [task for arn in self.tracker.active_arns() if (task := self.tracker.by_arn(arn)) is not None]
+
+    def _arn_unsaved(self, task: TrackedTask) -> bool:
+        """The RUNNING event carrying this task's ARN has not been fetched by the scheduler."""
+        event = self.event_buffer.get(task.key)
+        return event is not None and event[1] == task.arn
 
     def terminate(self) -> None:
         """Stop every ECS task this scheduler owns (SIGTERM to the scheduler), then wait briefly."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from pathlib import Path
@@ -51,16 +50,16 @@ def test_health_check_fails_fast_with_a_readable_message(monkeypatch, ecs, confi
     assert message in str(err.value)
 
 
-def test_end_and_terminate_after_a_failed_start_add_nothing_to_its_error(monkeypatch, caplog):
+def test_end_and_terminate_after_a_failed_start_add_nothing_to_its_error(monkeypatch, capfd):
     """The scheduler calls end() in its finally block even when start() raised: the config error
     must stay the one message, with no 'error while waiting for ECS tasks' after it."""
     executor = FargateExecutor()
     with pytest.raises(FargateConfigError):
         executor.start()
-    caplog.clear()
+    capfd.readouterr()
     executor.end()
     executor.terminate()
-    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert capfd.readouterr() == ("", "")
 
 
 def test_health_check_can_be_disabled(monkeypatch, ecs):
@@ -556,22 +555,24 @@ def test_no_executor_thread_outlives_end(monkeypatch, ecs):
     assert [t.name for t in set(threading.enumerate()) - before if t.name.startswith("fargate-")] == []
 
 
-def test_end_waits_for_running_tasks(executor, ecs, monkeypatch):
-    (key,) = queue(executor, make_workload())
+def test_end_leaves_adoptable_tasks_running_and_stops_unsaved_ones(executor, ecs, capfd):
+    """Scheduler SIGTERM: tasks whose ARN the scheduler saved keep running for the next scheduler;
+    one whose RUNNING event it never fetched (ARN not saved, so never adoptable) is stopped."""
+    (saved,) = queue(executor, make_workload("saved"))
     beat(executor)
-    events(executor)
-    (arn,) = ecs.all_task_arns()
-    ecs.set_state(arn, "RUNNING")
-    sleeps: list[float] = []
-
-    def sleep(seconds):
-        sleeps.append(seconds)
-        ecs.set_state(arn, "STOPPED", exit_codes={"base": 0})
-
-    monkeypatch.setattr("airflow_fargate.executor.time.sleep", sleep)
-    executor.end(heartbeat_interval=3)
-    assert sleeps == [3]
-    assert events(executor)[key][0] == TaskInstanceState.SUCCESS
+    events(executor)  # the scheduler fetched the RUNNING event: external_executor_id is saved
+    (unsaved,) = queue(executor, make_workload("unsaved"))
+    beat(executor)
+    arns = {k: executor.tracker.get(k).arn for k in (saved, unsaved)}
+    for arn in arns.values():
+        ecs.set_state(arn, "RUNNING")
+    executor.end()
+    assert ecs.task(arns[saved]).last_status == "RUNNING"
+    assert ecs.task(arns[unsaved]).last_status == "STOPPED"
+    assert "before it saved this task's ARN" in ecs.task(arns[unsaved]).stopped_reason
+    out = capfd.readouterr().out
+    assert "1 ECS task(s) keep running for the next scheduler to adopt" in out
+    assert "1 stopped because the scheduler had not saved their ARN yet" in out
 
 
 def test_family_is_registered(ecs):
@@ -608,21 +609,15 @@ def test_heartbeat_never_waits_for_run_task(executor, ecs, monkeypatch):
     assert len(ecs.all_task_arns()) == 5  # launched once each, although heartbeats kept coming
 
 
-def test_end_waits_for_in_flight_launches(executor, ecs, monkeypatch):
+def test_end_finishes_in_flight_launches_and_stops_what_cannot_be_adopted(executor, ecs, monkeypatch):
     release = blocking_run_task(executor, monkeypatch)
     (key,) = queue(executor, make_workload())
     executor.heartbeat()
     threading.Timer(0.3, release.set).start()
-
-    def sleep(seconds):
-        for arn in ecs.all_task_arns():
-            ecs.set_state(arn, "STOPPED", exit_codes={"base": 0})
-
-    monkeypatch.setattr("airflow_fargate.executor.time.sleep", sleep)
-    executor.end(heartbeat_interval=1)
-    buffer = events(executor)
-    assert buffer[key][0] == TaskInstanceState.SUCCESS  # launched after end() began, then waited for
-    assert len(ecs.all_task_arns()) == 1
+    executor.end()
+    (arn,) = ecs.all_task_arns()  # the call on the wire completed...
+    assert ecs.task(arn).last_status == "STOPPED"  # ...and, its ARN never saved, was stopped
+    assert events(executor)[key] == (TaskInstanceState.RUNNING, arn)
 
 
 def test_terminate_cancels_queued_launches_and_stops_launched_ones(executor, ecs, monkeypatch):
