@@ -24,7 +24,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -61,8 +60,10 @@ def make_workload(i: int) -> Any:
 
 
 def tasks_created(endpoint: str) -> int:
-    with urllib.request.urlopen(endpoint + "/_local/stats", timeout=5) as response:
-        return int(json.loads(response.read())["tasks_created"])
+    from airflow_fargate.local.guard import LocalCredentials, control_request
+
+    credentials = LocalCredentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
+    return int(control_request(endpoint, "/_local/stats", credentials)["tasks_created"])
 
 
 def worker(kind: str, n: int, endpoint: str, timeout: float) -> dict[str, Any]:

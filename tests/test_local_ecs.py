@@ -150,22 +150,105 @@ def test_overlap_is_two_live_containers_of_one_queueing(local):
 
 
 def set_faults(local: LocalEcs, **switches: Any) -> None:
-    request = urllib.request.Request(
-        local.endpoint_url + "/_local/faults", data=json.dumps(switches).encode(), method="POST"
-    )
-    with urllib.request.urlopen(request) as response:
-        assert json.loads(response.read())["seed"] == switches.get("seed")
+    assert local.control("/_local/faults", switches)["seed"] == switches.get("seed")
 
 
 def stats(local: LocalEcs) -> dict[str, Any]:
-    with urllib.request.urlopen(local.endpoint_url + "/_local/stats") as response:
-        return json.loads(response.read())
+    return dict(local.control("/_local/stats"))
+
+
+def raw_request(
+    local: LocalEcs, path: str = "/", body: bytes = b"{}", headers: dict[str, str] | None = None, method: str = "POST"
+) -> tuple[int, dict[str, str], str]:
+    """A request made by hand (curl, a browser, another local user): status, headers, body."""
+    request = urllib.request.Request(local.endpoint_url + path, data=body or None, method=method)
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read().decode()
+
+
+RUN_TASK_HEADERS = {
+    "Content-Type": "application/x-amz-json-1.1",
+    "X-Amz-Target": "AmazonEC2ContainerServiceV20141113.RunTask",
+}
+
+
+def signed_headers(
+    local: LocalEcs, body: bytes, access_key: str, secret_key: str, *, host: str | None = None, action: str = "RunTask"
+) -> dict[str, str]:
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = local.endpoint_url if host is None else f"http://{host}"
+    headers = {**RUN_TASK_HEADERS, "X-Amz-Target": f"AmazonEC2ContainerServiceV20141113.{action}"}
+    request = AWSRequest(method="POST", url=url + "/", data=body, headers=headers)
+    SigV4Auth(Credentials(access_key, secret_key), "ecs", local.config.region).add_auth(request)
+    return dict(request.headers)
+
+
+def test_the_endpoint_refuses_every_request_not_from_its_scheduler(local):
+    """The attacks of the security audit, each refused with 403 and counted; nothing runs."""
+    command = json.dumps(
+        {
+            "cluster": local.config.cluster,
+            "taskDefinition": local.config.family,
+            "overrides": {
+                "containerOverrides": [{"name": local.config.container_name, "command": ["touch", "/tmp/x"]}]
+            },
+        }
+    ).encode()
+    creds = local.credentials
+    host = local.endpoint_url.removeprefix("http://")
+    attacks = {
+        "unsigned curl": RUN_TASK_HEADERS,
+        "forged signature": signed_headers(local, command, creds.access_key, "guessed-secret"),
+        "another access key": signed_headers(local, command, "AKIAOTHER", "other-secret"),
+        "cross-origin page": {
+            **signed_headers(local, command, creds.access_key, creds.secret_key),
+            "Origin": "https://evil.example",
+        },
+        "DNS rebinding": {
+            **signed_headers(
+                local, command, creds.access_key, creds.secret_key, host=f"rebind.example:{host.split(':')[1]}"
+            ),
+            "Host": f"rebind.example:{host.split(':')[1]}",
+        },
+    }
+    for name, headers in attacks.items():
+        status, response_headers, body = raw_request(local, body=command, headers=headers)
+        assert status == 403, (name, status, body)
+        assert not any(h.lower().startswith("access-control-") for h in response_headers), name
+    unsigned_register = {
+        **RUN_TASK_HEADERS,
+        "X-Amz-Target": "AmazonEC2ContainerServiceV20141113.RegisterTaskDefinition",
+    }
+    assert (
+        raw_request(local, body=b'{"family": "evil", "containerDefinitions": []}', headers=unsigned_register)[0] == 403
+    )
+    assert raw_request(local, "/_local/faults", b'{"seed": 1}')[0] == 403
+    assert raw_request(local, "/_local/stats", b"", method="GET")[0] == 403
+    preflight = raw_request(local, body=b"", method="OPTIONS", headers={"Origin": "https://evil.example"})
+    assert preflight[0] == 403 and not any(h.lower().startswith("access-control-") for h in preflight[1])
+    assert stats(local)["tasks_created"] == 0 and stats(local)["requests_refused"] == len(attacks) + 4
+    # ...while the scheduler's own, signed calls work, without CORS headers either
+    describe = b'{"clusters": []}'
+    status, response_headers, body = raw_request(
+        local,
+        body=describe,
+        headers=signed_headers(local, describe, creds.access_key, creds.secret_key, action="DescribeClusters"),
+    )
+    assert status == 200, body
+    assert not any(h.lower().startswith("access-control-") for h in response_headers)
 
 
 def test_bad_fault_switch_is_refused(local):
-    request = urllib.request.Request(local.endpoint_url + "/_local/faults", data=b'{"typo": 1}', method="POST")
     with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(request)
+        local.control("/_local/faults", {"typo": 1})
     assert "unknown fault switches: typo" in err.value.read().decode()
 
 

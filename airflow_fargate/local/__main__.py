@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import signal
 import sys
@@ -21,7 +22,7 @@ from airflow_fargate.local.server import LocalEcs, LocalEcsConfig
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="airflow-fargate-local", description=__doc__)
-    parser.add_argument("--port", type=int, default=4599, help="port on 127.0.0.1 (0 = any free port)")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one, printed)")
     parser.add_argument(
         "--config", type=Path, help="JSON file: region, cluster, family, container_name, image, log_group, ..."
     )
@@ -57,8 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         stop_grace_seconds=args.stop_grace,
     ).start()
     lines = [f"export {name}={shlex.quote(value)}" for name, value in ecs.scheduler_env().items()]
-    if args.env_file:
-        args.env_file.write_text("\n".join(lines) + "\n")
+    if args.env_file:  # it holds this start's credentials: readable by this user only
+        fd = os.open(args.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write("\n".join(lines) + "\n")
     print(f"# local ECS endpoint on {ecs.endpoint_url} (runtime: {ecs.runtime.name}); scheduler env:")
     print("\n".join(lines), flush=True)
     done.wait()

@@ -85,6 +85,7 @@ class Stats:
     start_failures_injected: int = 0
     spot_interruptions: int = 0
     stops_requested: int = 0
+    requests_refused: int = 0  # not from the scheduler this endpoint was started for (guard.py)
     created_per_try: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     started_per_try: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     overlapping_tries: list[str] = field(default_factory=list)  # two containers of one queueing

@@ -1,6 +1,7 @@
 """The local ECS endpoint: moto's ThreadedMotoServer on loopback, wired to the LocalRunner.
 
-ECS calls go to moto; a WSGI layer in front adds latency and RunTask throttling; patches on moto's
+Every request passes the guard first (guard.py: only the scheduler this endpoint was started for
+is served). ECS calls go to moto; a WSGI layer in front adds latency and RunTask throttling; patches on moto's
 ECS handlers add what moto lacks (clientToken idempotency, run_task failures, describe delay,
 stop_task that really stops the container). /_local/stats and /_local/faults are for tests.
 """
@@ -25,13 +26,12 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from airflow_fargate.local import moto_tasks
 from airflow_fargate.local.faults import CAPACITY_REASONS, Faults, TokenBucket
+from airflow_fargate.local.guard import Guard, LocalCredentials, control_request
 from airflow_fargate.local.runner import LocalRunner
 from airflow_fargate.local.runtimes import make_runtime
 
 log = logging.getLogger(__name__)
 
-ACCESS_KEY = "local"  # moto accepts any credentials; these make the env explicit
-SECRET_KEY = "local"  # not a secret: the local endpoint ignores credentials
 ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -199,10 +199,16 @@ class FaultMiddleware:
         return _json_response(start_response, "404 Not Found", {"error": f"unknown control path {path}"})
 
 
+def _count_refused() -> None:
+    if _State.runner:
+        _State.runner.stats.requests_refused += 1
+
+
 class _Server(ThreadedMotoServer):
-    """ThreadedMotoServer with our WSGI layer in front of moto's app."""
+    """ThreadedMotoServer with our WSGI layers in front of moto's app: the guard, then faults."""
 
     middleware: FaultMiddleware | None = None
+    credentials: LocalCredentials
 
     def _server_entry(self) -> None:
         from moto.moto_server.werkzeug_app import (
@@ -213,9 +219,9 @@ class _Server(ThreadedMotoServer):
         from werkzeug.serving import make_server
 
         self.middleware = FaultMiddleware(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server(
-            self._ip_address, self._port, self.middleware, True, request_handler=MotoRequestHandler
-        )
+        guard = Guard(self.middleware, self.credentials, _count_refused)
+        self._server = make_server(self._ip_address, self._port, guard, True, request_handler=MotoRequestHandler)
+        guard.port = self._server.server_port
         self._server_ready_event.set()
         self._server.serve_forever()
 
@@ -240,6 +246,7 @@ class LocalEcs:
         self.stop_grace_seconds = stop_grace_seconds
         self._server: _Server | None = None
         self.runner: LocalRunner | None = None
+        self.credentials = LocalCredentials.generate()  # only the scheduler gets them (scheduler_env)
 
     @property
     def endpoint_url(self) -> str:
@@ -260,6 +267,7 @@ class LocalEcs:
         )
         _State.runner = self.runner
         self._server = _Server("127.0.0.1", self.port, verbose=False)  # loopback only, never 0.0.0.0
+        self._server.credentials = self.credentials
         self._server.start()
         self._create_resources()
         return self
@@ -277,9 +285,13 @@ class LocalEcs:
             service,
             region_name=self.config.region,
             endpoint_url=self.endpoint_url,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
+            aws_access_key_id=self.credentials.access_key,
+            aws_secret_access_key=self.credentials.secret_key,
         )
+
+    def control(self, path: str, payload: Any = None) -> Any:
+        """A signed request to a /_local control path (stats, faults), as tests and benchmarks make."""
+        return control_request(self.endpoint_url, path, self.credentials, payload, self.config.region)
 
     def _create_resources(self) -> None:
         cfg = self.config
@@ -313,8 +325,8 @@ class LocalEcs:
         return {
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_DEFAULT_REGION": cfg.region,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_ACCESS_KEY_ID": self.credentials.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.credentials.secret_key,
             "AIRFLOW__CORE__EXECUTOR": "airflow_fargate.FargateExecutor",
             "AIRFLOW__AWS_ECS_EXECUTOR__REGION_NAME": cfg.region,
             "AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER": cfg.cluster,
