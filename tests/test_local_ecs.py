@@ -71,11 +71,27 @@ def test_binds_to_loopback_only(local):
     assert env["AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER"] == local.config.cluster
 
 
-def test_task_runs_through_its_lifecycle_with_exit_code_env_and_logs(local):
-    command = [sys.executable, "-c", "import os, sys; print('value', os.environ['GREETING']); sys.exit(3)"]
+def test_task_runs_through_its_lifecycle_with_exit_code_env_and_logs(local, tmp_path):
+    release = tmp_path / "release"  # the container exits only once the test has seen it running
+    command = [
+        sys.executable,
+        "-c",
+        "import os, sys, time\n"
+        "print('value', os.environ['GREETING'], flush=True)\n"
+        f"while not os.path.exists({str(release)!r}): time.sleep(0.02)\n"
+        "sys.exit(3)",
+    ]
     arn = run(local, command, env={"GREETING": "hi there"})["tasks"][0]["taskArn"]
+    seen = []
+    deadline = time.monotonic() + 20
+    while "RUNNING" not in seen and time.monotonic() < deadline:
+        status = (describe(local, arn) or {}).get("lastStatus")
+        if status and (not seen or seen[-1] != status):
+            seen.append(status)
+        time.sleep(0.02)
+    assert seen[-1] == "RUNNING" and set(seen) <= {"PROVISIONING", "PENDING", "RUNNING"}, seen
+    release.touch()
     task = wait_stopped(local, arn)
-    assert task["_seen"][0] in ("PROVISIONING", "PENDING", "RUNNING")
     assert task["stopCode"] == "EssentialContainerExited"
     assert task["containers"][0]["exitCode"] == 3
     assert task["startedAt"] and task["stoppedAt"]
@@ -307,10 +323,10 @@ def test_injected_spot_interruptions(local):
 
 
 def test_describe_delay_hides_new_tasks(local):
-    set_faults(local, describe_delay_s=1.0, seed=5)
+    set_faults(local, describe_delay_s=600.0, seed=5)  # far longer than any slow machine takes to ask
     arn = run(local, ["true"])["tasks"][0]["taskArn"]
     assert describe(local, arn) is None
-    time.sleep(1.1)
+    set_faults(local, describe_delay_s=0.0, seed=5)  # the delay is judged when asked: visible now
     assert describe(local, arn) is not None
 
 
