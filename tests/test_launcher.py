@@ -188,9 +188,8 @@ def test_submit_returns_at_once_and_calls_run_concurrently():
         return task("arn-" + token)
 
     launcher = Launcher(run_task, max_workers=4)
-    started = time.monotonic()
+    # A submit() that waited for its calls would break the barrier: no arn would come back.
     launcher.submit([LaunchRequest(key=i, build=dict, client_token=str(i)) for i in range(4)])
-    assert time.monotonic() - started < 0.5
     done = settle(launcher, 4)
     launcher.shutdown()
     assert sorted(o.task.arn for _, o in done) == ["arn-0", "arn-1", "arn-2", "arn-3"]

@@ -8,6 +8,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,23 +146,31 @@ def test_try_key_from_airflow_commands():
     assert try_key(["python", "-c", "...", "--json-string", test]) == "connection_test|t1"
 
 
-def test_overlap_is_two_live_containers_of_one_queueing(local):
+def test_overlap_is_two_live_containers_of_one_queueing(local, tmp_path):
     """A reschedule poke may start while the previous poke's container is still exiting (each
     queueing has its own execution-API token): no overlap. Two of one queueing is one."""
 
-    def workload(token: str) -> list[str]:
+    def both_alive_then_stopped(tokens: list[str], release: Path) -> None:
         ti = {"dag_id": "d", "task_id": "t", "run_id": "r", "map_index": -1, "try_number": 1}
-        return ["python", "-c", "import time; time.sleep(1.5)", "--json-string", json.dumps({"ti": ti, "token": token})]
+        wait = f"import os, time\nwhile not os.path.exists({str(release)!r}): time.sleep(0.02)"
+        before = stats(local)["containers_started"]
+        arns = [
+            run(local, ["python", "-c", wait, "--json-string", json.dumps({"ti": ti, "token": token})])["tasks"][0][
+                "taskArn"
+            ]
+            for token in tokens
+        ]
+        deadline = time.monotonic() + 30
+        while stats(local)["containers_started"] < before + 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # both containers running at once, whatever the machine's speed
+        release.touch()
+        for arn in arns:
+            wait_stopped(local, arn)
 
-    arns = [run(local, workload(token))["tasks"][0]["taskArn"] for token in ("poke-1", "poke-2")]
-    for arn in arns:
-        wait_stopped(local, arn)
+    both_alive_then_stopped(["poke-1", "poke-2"], tmp_path / "first")
     assert stats(local)["overlapping_tries"] == []
     assert stats(local)["started_per_try"] == {"d|t|r|-1|1": 2}
-
-    arns = [run(local, workload("poke-3"))["tasks"][0]["taskArn"] for _ in range(2)]
-    for arn in arns:
-        wait_stopped(local, arn)
+    both_alive_then_stopped(["poke-3", "poke-3"], tmp_path / "second")
     assert stats(local)["overlapping_tries"] == ["d|t|r|-1|1"]
 
 
