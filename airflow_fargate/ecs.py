@@ -112,11 +112,11 @@ class EcsClient:
                     state = EcsTaskState.from_api(entry)
                 except MalformedEntry as err:
                     arn = entry.get("taskArn") if isinstance(entry, dict) else None
-                    self._report_malformed(arn if isinstance(arn, str) and arn else None, err)
-                    if isinstance(arn, str) and arn:
+                    arn = arn if isinstance(arn, str) and arn else None
+                    self._report_malformed(arn, err)
+                    if arn:
                         result.unreadable.add(arn)
-                    else:
-                        anonymous = True
+                    anonymous = anonymous or arn is None
                     continue
                 result.tasks[state.arn] = state
             for failure in _entries(response, "failures"):

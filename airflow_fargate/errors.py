@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.exceptions import AirflowConfigException, AirflowException
 
-MAX_NESTING = 32  # deeper JSON is no run_task kwargs; refusing it early keeps merging non-recursive-safe
+MAX_NESTING = 32  # deeper JSON is no run_task kwargs; refused before recursive merging or copying sees it
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxother = 80
 _SHORT.maxlevel = 3
@@ -48,3 +48,9 @@ def nesting_depth(value: Any, limit: int = MAX_NESTING) -> int:
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children)
     return deepest
+
+
+def refuse_deep_nesting(label: str, value: Any, error: type[Exception]) -> None:
+    """Raise ``error`` naming ``label`` if ``value`` nests deeper than MAX_NESTING levels."""
+    if nesting_depth(value) > MAX_NESTING:
+        raise error(f"{label} is nested deeper than {MAX_NESTING} levels.")

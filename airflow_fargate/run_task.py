@@ -18,14 +18,7 @@ import botocore.session
 from botocore.validate import ParamValidator
 
 from airflow_fargate.compat import import_string
-from airflow_fargate.errors import (
-    MAX_NESTING,
-    FargateConfigError,
-    TaskConfigError,
-    nesting_depth,
-    shorten,
-    shorten_lines,
-)
+from airflow_fargate.errors import FargateConfigError, TaskConfigError, refuse_deep_nesting, shorten, shorten_lines
 from airflow_fargate.settings import ExecutorSettings, option_label
 
 Builder = Callable[[Sequence[str]], Mapping[str, Any]]
@@ -197,8 +190,7 @@ class RunTaskKwargsBuilder:
         (first_name, first), (_, run_task_kwargs) = self.base_layers(command)
         for label, layer in ((_layer_label(first_name), first), (option_label("run_task_kwargs"), run_task_kwargs)):
             check_count(label, layer, FargateConfigError)
-            if nesting_depth(layer) > MAX_NESTING:
-                raise FargateConfigError(f"{label} is nested deeper than {MAX_NESTING} levels.")
+            refuse_deep_nesting(label, layer, FargateConfigError)
             if "launchType" in layer and "capacityProviderStrategy" in layer:
                 raise FargateConfigError(f"{label} sets both launchType and capacityProviderStrategy; ECS accepts one.")
         merged: dict[str, Any] = deep_merge(first, run_task_kwargs)
@@ -213,8 +205,7 @@ class RunTaskKwargsBuilder:
             )
         config = dict(executor_config)
         check_count("executor_config", config, TaskConfigError)
-        if nesting_depth(config) > MAX_NESTING:
-            raise TaskConfigError(f"executor_config is nested deeper than {MAX_NESTING} levels.")
+        refuse_deep_nesting("executor_config", config, TaskConfigError)
         if "clientToken" in config:
             raise TaskConfigError("executor_config may not set clientToken: the executor sets it per try.")
         overrides = config.get("overrides", {})
@@ -284,8 +275,7 @@ class RunTaskKwargsBuilder:
         depend on the command, so it is cached per distinct config: O(1) for the usual task."""
         if executor_config is None:
             return
-        if nesting_depth(executor_config) > MAX_NESTING:  # before anything recursive touches it
-            raise TaskConfigError(f"executor_config is nested deeper than {MAX_NESTING} levels.")
+        refuse_deep_nesting("executor_config", executor_config, TaskConfigError)  # before json.dumps recurses
         try:
             cache_key = json.dumps(executor_config, sort_keys=True, default=repr)
         except (TypeError, ValueError):  # keys json cannot sort, or an integer too long to print

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from airflow_fargate.catalogue import options
-from airflow_fargate.errors import MAX_NESTING, FargateConfigError, nesting_depth, shorten, shorten_lines
+from airflow_fargate.errors import FargateConfigError, refuse_deep_nesting, shorten, shorten_lines
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +142,7 @@ def _json(setting: str, raw: str, expected: type) -> Any:
         raise FargateConfigError(
             f"{option_label(setting)} is not valid JSON ({shorten_lines(problem)}). Value: {shorten(raw)}"
         ) from None
-    if nesting_depth(value) > MAX_NESTING:
-        raise FargateConfigError(f"{option_label(setting)} is nested deeper than {MAX_NESTING} levels.")
+    refuse_deep_nesting(option_label(setting), value, FargateConfigError)
     if not isinstance(value, expected):
         kind = "a JSON object" if expected is dict else "a JSON list"
         raise FargateConfigError(f"{option_label(setting)} must be {kind}, got {type(value).__name__}.")
