@@ -4,6 +4,8 @@ local ECS endpoint, which really runs each task as a subprocess."""
 from __future__ import annotations
 
 import json
+import re
+import signal
 import time
 from collections.abc import Iterator
 
@@ -143,3 +145,32 @@ def test_scheduler_killed_mid_run_adopts_running_tasks_without_duplicates(stack)
         assert stats["created_per_try"][key] == 1, (key, stats)
     assert stats["overlapping_tries"] == []
     assert "Adopted 3 ECS tasks" in (stack.home / "logs" / "scheduler.log").read_text()
+
+
+def test_scheduler_sigterm_leaves_tasks_running_for_its_successor_to_adopt(stack):
+    """A rolling deploy: SIGTERM makes Airflow call end(), which must neither wait for the tasks
+    nor stop them (their ARNs are saved); the next scheduler adopts them, one container per try."""
+    dag_id, run_id = "e2e_slow", "e2e-sigterm"
+    log = stack.home / "logs" / "scheduler.log"
+    for other, other_run in RUNS.items():  # only this run's tasks in flight: every count below is exact
+        stack.wait_for_run(other, other_run)
+    stack.trigger(dag_id, run_id)
+
+    def all_running():
+        rows = stack.task_rows(dag_id, run_id)
+        return len(rows) == 3 and all(r.state == "running" and r.external_executor_id for r in rows)
+
+    wait_until(all_running, 240, "slow tasks never all ran")
+    before = len(log.read_text())
+    stops_before = stack.stats()["stops_requested"]
+    stack.kill("scheduler", signal.SIGTERM)
+    shutdown = re.findall(r"(\d+) ECS task\(s\) keep running for the next scheduler to adopt", log.read_text()[before:])
+    assert shutdown == ["3"]
+    assert stack.stats()["stops_requested"] == stops_before  # nothing was stopped: every ARN was saved
+    stack.start_process("scheduler", "scheduler")
+    assert stack.wait_for_run(dag_id, run_id, timeout=300) == "success"
+    assert [r.try_number for r in stack.task_rows(dag_id, run_id)] == [1, 1, 1]
+    created = stack.stats()["created_per_try"]
+    assert [created[try_key(dag_id, run_id, "slow", map_index=n)] for n in range(3)] == [1, 1, 1]
+    adopted = [line for line in log.read_text()[before:].splitlines() if "Adopted " in line]
+    assert sum(line.count(f"run_id='{run_id}'") for line in adopted) == 3
