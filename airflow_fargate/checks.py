@@ -8,6 +8,7 @@ sentence saying what was found or what to fix. WARN never fails the command.
 from __future__ import annotations
 
 import enum
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from airflow_fargate.logs import awslogs_stream
+
+log = logging.getLogger(__name__)
 
 BAD_CREDENTIAL_CODES = frozenset(
     {"InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException", "AccessDenied"}
@@ -176,9 +179,61 @@ def check_image(definition: dict[str, Any], container: str, airflow_version: str
     return Check(name, Status.PASS, f"{image} matches the scheduler's Airflow {airflow_version}")
 
 
-def startup_problems(ecs: Any, cluster: str, task_definition: str | None, container: str) -> list[str]:
-    """What the executor's startup health check refuses to start with (cluster, task definition)."""
-    checks = [check_cluster(ecs, cluster)]
+TAGGING_IAM = "ecs:TagResource on arn:aws:ecs:<region>:<account>:task/<cluster>/*"
+
+
+def check_task_tagging(ecs: Any, cluster: str) -> list[Check]:
+    """Every task is started with owner tags (ownership.py), which needs the long task ARN format
+    and ecs:TagResource; without them every RunTask fails. The permission is probed by tagging a
+    task that cannot exist: IAM answers AccessDenied before ECS looks for the task."""
+    results = []
+    try:
+        found = ecs.list_account_settings(name="taskLongArnFormat", effectiveSettings=True).get("settings") or []
+    except (BotoCoreError, ClientError) as err:
+        results.append(Check("task ARN format", Status.WARN, f"cannot read ecs:ListAccountSettings ({_error(err)})"))
+    else:
+        value = str(found[0].get("value", "enabled")) if found else "enabled"
+        if value.lower() == "disabled":
+            results.append(
+                Check(
+                    "task ARN format",
+                    Status.FAIL,
+                    "taskLongArnFormat is disabled for this identity: ECS cannot tag its tasks, and FargateExecutor "
+                    "tags every task to find it after a scheduler crash. Run: aws ecs put-account-setting "
+                    "--name taskLongArnFormat --value enabled",
+                )
+            )
+        else:
+            results.append(Check("task ARN format", Status.PASS, "long ARN format: tasks can carry tags"))
+    try:
+        clusters = ecs.describe_clusters(clusters=[cluster]).get("clusters") or []
+        cluster_arn = str(clusters[0]["clusterArn"])
+        probe = cluster_arn.replace(":cluster/", ":task/") + "/" + "0" * 32
+        ecs.tag_resource(resourceArn=probe, tags=[{"key": "airflow-fargate:probe", "value": "1"}])
+    except ClientError as err:
+        if "AccessDenied" in _code(err) or "not authorized" in str(err):
+            return [
+                *results,
+                Check(
+                    "task tagging",
+                    Status.WARN,
+                    f"ecs:TagResource was refused for tasks ({_error(err)}). RunTask with tags needs {TAGGING_IAM} "
+                    "(a policy that allows it only with the condition ecs:CreateAction=RunTask is enough, and "
+                    "answers this probe with AccessDenied too).",
+                ),
+            ]
+    except Exception:  # the task not being found (or no cluster) is the expected answer
+        log.debug("TagResource probe answered", exc_info=True)
+    return [*results, Check("task tagging", Status.PASS, "ecs:TagResource is allowed for this cluster's tasks")]
+
+
+def startup_problems(
+    ecs: Any, cluster: str, task_definition: str | None, container: str
+) -> tuple[list[str], list[str]]:
+    """What the executor's startup health check refuses to start with (cluster, task definition,
+    task tagging), and what it only warns about."""
+    checks = [check_cluster(ecs, cluster), *check_task_tagging(ecs, cluster)]
     if task_definition:
         checks.append(check_task_definition(ecs, task_definition, container)[0])
-    return [c.detail for c in checks if c.status is Status.FAIL]
+    problems = [c.detail for c in checks if c.status is Status.FAIL]
+    return problems, [f"{c.name}: {c.detail}" for c in checks if c.status is Status.WARN]

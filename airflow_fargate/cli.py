@@ -93,6 +93,7 @@ def run_checks(offline: bool = False, team: str | None = None) -> list[Any]:
     results.append(checks.check_credentials(target.session))
     ecs = target.session.client("ecs", endpoint_url=target.endpoint_url)
     results.append(checks.check_cluster(ecs, settings.cluster))
+    results.extend(checks.check_task_tagging(ecs, settings.cluster))
     task_definition_check, definition = checks.check_task_definition(
         ecs, kwargs.get("taskDefinition", ""), settings.container_name
     )

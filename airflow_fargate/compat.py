@@ -31,6 +31,13 @@ def _key_match(key: Any) -> Any:
     )
 
 
+def task_instance_key(dag_id: str, task_id: str, run_id: str, map_index: int, try_number: int) -> Any:
+    """Airflow's TaskInstanceKey (same module and fields on 2.10+ and 3.x)."""
+    from airflow.models.taskinstancekey import TaskInstanceKey
+
+    return TaskInstanceKey(dag_id, task_id, run_id, try_number, map_index)
+
+
 def command_for_adopted(key: Any, executor: Any) -> list[str]:
     """Rebuild the command of an adopted try from its metadata DB row (needed only if it must be
     relaunched). The row is read in a fresh session: the TaskInstance handed to adoption is long

@@ -150,6 +150,28 @@ class EcsClient:
         """Join the describe threads (executor shutdown)."""
         self._describe_pool.shutdown(wait=True, cancel_futures=True)
 
+    def list_running_arns(self, started_by: str, pace: Callable[[], None]) -> list[str]:
+        """ARNs of the cluster's tasks with this startedBy whose desired status is RUNNING (also
+        those still PROVISIONING/PENDING), every page; ``pace`` runs before each call."""
+        arns: list[str] = []
+        token: str | None = None
+        while True:
+            pace()
+            kwargs: dict[str, Any] = {"cluster": self.cluster, "startedBy": started_by, "desiredStatus": "RUNNING"}
+            if token:
+                kwargs["nextToken"] = token
+            response = self.client.list_tasks(maxResults=100, **kwargs)
+            arns.extend(arn for arn in response.get("taskArns") or [] if isinstance(arn, str))
+            token = response.get("nextToken")
+            if not token:
+                return arns
+
+    def describe_with_tags(self, arns: Sequence[str], pace: Callable[[], None]) -> list[Any]:
+        """Raw describe_tasks entries, tags included, for up to 100 ARNs."""
+        pace()
+        response = self.client.describe_tasks(cluster=self.cluster, tasks=list(arns), include=["TAGS"])
+        return _entries(response, "tasks")
+
     def stop_task(self, arn: str, reason: str) -> None:
         self.client.stop_task(cluster=self.cluster, task=arn, reason=reason[:255])
 

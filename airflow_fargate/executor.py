@@ -12,9 +12,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from airflow.configuration import conf as airflow_conf
 from airflow.executors.base_executor import BaseExecutor
 
-from airflow_fargate import work
+from airflow_fargate import metadata_db, work
 from airflow_fargate.aws_session import AwsTarget, aws_target
 from airflow_fargate.checks import startup_problems
 from airflow_fargate.compat import (
@@ -22,15 +23,18 @@ from airflow_fargate.compat import (
     record_connection_test_failure,
     requeue_try_for_relaunch,
     stats,
+    task_instance_key,
 )
 from airflow_fargate.ecs import DescribeResult, EcsClient
 from airflow_fargate.ecs_types import EcsTaskState, LaunchResult
 from airflow_fargate.errors import FargateConfigError
 from airflow_fargate.launcher import BuildOnce, Launcher, LaunchRequest, backoff_seconds, is_credentials_error
 from airflow_fargate.logs import CloudWatchLogReader, FailureOutput, TaskOutput
+from airflow_fargate.ownership import ownership_tags, started_by
 from airflow_fargate.poller import Poller
 from airflow_fargate.run_task import RunTaskKwargsBuilder
 from airflow_fargate.settings import ExecutorSettings, load_settings
+from airflow_fargate.sweep import Action, Listed, OrphanSweeper, Ownership, Snapshot, decide
 from airflow_fargate.tracker import Outcome, TrackedTask, Tracker, Verdict
 
 TERMINATE_WAIT_SECONDS = 60.0
@@ -57,6 +61,7 @@ class FargateExecutor(BaseExecutor):
     tracker: Tracker
     launcher: Launcher
     poller: Poller
+    sweeper: OrphanSweeper
     log_reader: CloudWatchLogReader
     output: TaskOutput
     failure_output: FailureOutput
@@ -88,9 +93,11 @@ class FargateExecutor(BaseExecutor):
         self.ecs.launch_client  # noqa: B018 - create clients now, not inside the first heartbeats
         stats.gauge("fargate.tasks.running", 0)  # loads Airflow's metrics registry now, not in a heartbeat
         if settings.check_health_on_startup:
-            problems = startup_problems(
+            problems, warnings = startup_problems(
                 self.ecs.client, settings.cluster, settings.task_definition, settings.container_name
             )
+            for warning in warnings:
+                self.log.warning("FargateExecutor health check: %s", warning)
             if problems:
                 raise FargateConfigError(
                     "FargateExecutor health check failed (set [aws_ecs_executor] check_health_on_startup = "
@@ -103,6 +110,14 @@ class FargateExecutor(BaseExecutor):
         self.failure_output = FailureOutput(self.output)
         self.launcher = Launcher(self._run_task, rate=settings.run_task_rate, burst=settings.run_task_burst)
         self.poller = Poller(self._describe)
+        self.sweeper = OrphanSweeper(
+            functools.partial(self.ecs.list_running_arns, started_by(settings.deployment_id, settings.team)),
+            self.ecs.describe_with_tags,
+            self.ecs.stop_task,
+        )
+        self._sweep_interval = airflow_conf.getfloat("scheduler", "orphaned_tasks_check_interval", fallback=300.0)
+        self._next_sweep_at = self._clock()  # the first sync() sweeps: at start, tasks of a crashed scheduler
+        self._swept: dict[Any, list[Listed]] = {}
         self._started = True
 
     def _run_task(self, kwargs: dict[str, Any], client_token: str) -> LaunchResult:
@@ -180,9 +195,71 @@ class FargateExecutor(BaseExecutor):
             self._launch_due()
         except Exception:
             self.log.exception("FargateExecutor: launching ECS tasks failed; will retry next heartbeat.")
+        try:
+            self._sweep()
+        except Exception:
+            self.log.exception("FargateExecutor: the orphan sweep failed; will retry next round.")
         self._release_failures()
         stats.gauge("fargate.tasks.pending", sum(1 for _ in self.tracker.waiting_for_launch()))
         stats.gauge("fargate.tasks.running", len(self.tracker.active_arns()))
+
+    # -- the orphan sweep (sweep.py decides; here its verdicts become tracker state and stops) --
+
+    def _sweep(self) -> None:
+        """Request a sweep when one is due; apply the last one that finished. Without a scheduler
+        job (the executor run outside a scheduler) nothing names this executor's tasks."""
+        if self.job_id is None:
+            return
+        now = self._clock()
+        if now >= self._next_sweep_at and not self.sweeper.busy:
+            self._next_sweep_at = now + self._sweep_interval
+            self.sweeper.request(self.tracker.active_arns())
+        result = self.sweeper.take()
+        if isinstance(result, Exception):
+            if is_credentials_error(result):
+                self._refresh_credentials(str(result))
+            self.log.warning("FargateExecutor: listing this deployment's ECS tasks failed: %s", result)
+        elif result is not None:
+            self._apply_sweep(result)
+
+    def _apply_sweep(self, snapshot: Snapshot) -> None:
+        known = Ownership(
+            our_job=str(self.job_id),
+            deployment=self.settings.deployment_id,
+            tracked_arns=set(self.tracker.active_arns()),
+            tracked_queueings=self.tracker.queueing_ids(),
+        )
+        decisions = decide(snapshot, known, metadata_db)
+        self._swept = {}
+        for decision in decisions:
+            identity = decision.task.owner.try_identity if decision.task.owner else None
+            if decision.action is Action.STOP:
+                self.log.warning("Orphan sweep: stopping ECS task %s: %s", decision.task.arn, decision.reason)
+                stats.incr("fargate.orphans.stopped")
+                self.sweeper.stop_task(decision.task.arn, f"FargateExecutor orphan sweep: {decision.reason}")
+            elif decision.action is Action.ADOPT and identity is not None:
+                previous_job = decision.row.queued_by_job_id if decision.row else None
+                if metadata_db.claim_try(identity, decision.task.arn, previous_job, self.job_id):
+                    self._track_adopted(task_instance_key(*identity), decision.task.arn, decision.row)
+                    stats.incr("fargate.orphans.adopted")
+                    self.log.info("Orphan sweep: adopted ECS task %s: %s", decision.task.arn, decision.reason)
+            elif identity is not None:
+                self._swept.setdefault(identity, []).append(decision.task)  # try_adopt may still claim it
+                self.log.debug("Orphan sweep: leaving ECS task %s: %s", decision.task.arn, decision.reason)
+
+    def _track_adopted(self, key: Any, arn: str, row: Any) -> None:
+        self.tracker.add(
+            TrackedTask(
+                key=key,
+                command=None,
+                executor_config=getattr(row, "executor_config", None),
+                queue=getattr(row, "queue", None),
+                launches=1,
+                arn=arn,
+                launched_at=self._clock(),
+            )
+        )
+        self.running.add(key)
 
     def _launch_due(self) -> None:
         """Hand every task whose back-off has passed to the launcher (returns at once).
@@ -199,16 +276,19 @@ class FargateExecutor(BaseExecutor):
                     continue
             task.launching = True
             if task.prepared is None or task.prepared[0] != task.token_generation:
-                build = functools.partial(self._kwargs_for, task.command, task.workload, task.executor_config)
+                tags = ownership_tags(task.key, task.kind, task.queueing_id, self.job_id, self.settings.deployment_id)
+                build = functools.partial(self._kwargs_for, task.command, task.workload, task.executor_config, tags)
                 task.prepared = (task.token_generation, BuildOnce(build))
             token = self.tracker.client_token(task.key)
             requests.append(LaunchRequest(task.key, task.prepared[1], token, task.queueing_id))
         self.launcher.submit(requests)
 
-    def _kwargs_for(self, command: list[str] | None, workload: Any, executor_config: Any) -> dict[str, Any]:
+    def _kwargs_for(
+        self, command: list[str] | None, workload: Any, executor_config: Any, tags: list[dict[str, str]]
+    ) -> dict[str, Any]:
         """run_task kwargs for one launch (runs on a launch worker thread; touches no shared state)."""
         return self.kwargs_builder.build(
-            command if command is not None else work.container_command(workload), executor_config
+            command if command is not None else work.container_command(workload), executor_config, tags
         )
 
     def _apply_launches(self) -> None:
@@ -443,6 +523,7 @@ class FargateExecutor(BaseExecutor):
         then join the last threads."""
         self.failure_output.shutdown(wait_seconds=FAILURE_OUTPUT_WAIT_SECONDS)
         self._release_failures(everything=True)
+        self.sweeper.shutdown()  # stops already decided are made first
         self.ecs.close()
 
     def _wait_for_tasks(self, interval: float, deadline: float | None = None) -> None:
@@ -502,38 +583,46 @@ class FargateExecutor(BaseExecutor):
         return self._log_output
 
     def try_adopt_task_instances(self, tis: Sequence[Any]) -> Sequence[Any]:
-        """Adopt tasks launched by a dead scheduler: their external_executor_id is the task ARN."""
+        """Adopt tasks launched by a dead scheduler: their external_executor_id is the task ARN.
+        A try whose ARN never reached the DB (the scheduler died right after RunTask) is adopted
+        when the last orphan sweep found its ECS task by its tags; every adoption round also
+        starts a sweep, which stops the ECS tasks of tries Airflow resets."""
+        if self._started and self.job_id is not None:
+            self.sweeper.request(self.tracker.active_arns())
+            self._next_sweep_at = self._clock() + self._sweep_interval
         # Airflow's orphan check may offer a scheduler its own just-queued tries (the row's
         # queued_by_job_id is not ours yet, or the ARN not yet saved): those are ours, kept as they are.
         own = [ti for ti in tis if ti.key in self.tracker]
         tis = [ti for ti in tis if ti.key not in self.tracker]
         if own:
             self.log.info("Kept %d task(s) offered for adoption that this executor already runs.", len(own))
+        adopted = self._adopt_swept([ti for ti in tis if not ti.external_executor_id])
         candidates = {ti.external_executor_id: ti for ti in tis if ti.external_executor_id}
-        if not candidates:
-            return list(tis)
-        try:
-            found = self.ecs.describe_tasks(list(candidates)).tasks
-        except Exception:
-            self.log.exception("Could not describe ECS tasks to adopt; leaving them to be reset.")
-            return list(tis)
-        adopted = []
-        for arn in found:
-            ti = candidates[arn]
-            self.tracker.add(
-                TrackedTask(
-                    key=ti.key,
-                    command=None,
-                    executor_config=ti.executor_config,
-                    queue=ti.queue,
-                    launches=1,
-                    arn=arn,
-                    launched_at=self._clock(),
-                )
-            )
-            self.running.add(ti.key)
-            adopted.append(ti)
+        if candidates:
+            try:
+                found = self.ecs.describe_tasks(list(candidates)).tasks
+            except Exception:
+                self.log.exception("Could not describe ECS tasks to adopt; leaving them to be reset.")
+                found = {}
+            for arn in found:
+                ti = candidates[arn]
+                self._track_adopted(ti.key, arn, ti)
+                adopted.append(ti)
         if adopted:
             stats.incr("fargate.adopt.count", len(adopted))
             self.log.info("Adopted %d ECS tasks: %s", len(adopted), ", ".join(str(t.key) for t in adopted))
         return [ti for ti in tis if ti not in adopted]
+
+    def _adopt_swept(self, tis: Sequence[Any]) -> list[Any]:
+        """Tries without a recorded ARN whose ECS task the last sweep found (the newest one): the
+        ARN is written on the offered row, which Airflow saves with its adoption."""
+        adopted = []
+        for ti in tis:
+            key = ti.key
+            identity = (key.dag_id, key.task_id, key.run_id, key.map_index, key.try_number)
+            found = sorted(self._swept.pop(identity, []), key=lambda task: -task.created_at)
+            if found:
+                ti.external_executor_id = found[0].arn
+                self._track_adopted(key, found[0].arn, ti)
+                adopted.append(ti)
+        return adopted

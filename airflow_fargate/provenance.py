@@ -77,6 +77,8 @@ def value_sources(
         source = DEFAULT
         if _executor_set(path, settings.container_name):
             source = EXECUTOR
+        elif path == ("startedBy",):
+            source = f"executor (deployment_id: {settings.sources.get('deployment_id', 'default')})"
         else:
             # An item's "name" only identifies it: it comes from the layer that first added the item.
             identity = len(path) > 1 and path[-1] == "name" and path[-2].startswith("[")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,7 +20,10 @@ from botocore.validate import ParamValidator
 
 from airflow_fargate.compat import import_string
 from airflow_fargate.errors import FargateConfigError, TaskConfigError, refuse_deep_nesting, shorten, shorten_lines
+from airflow_fargate.ownership import merge_tags, started_by
 from airflow_fargate.settings import ExecutorSettings, option_label
+
+log = logging.getLogger(__name__)
 
 Builder = Callable[[Sequence[str]], Mapping[str, Any]]
 EXECUTOR_ENV = {"name": "AIRFLOW_IS_EXECUTOR_CONTAINER", "value": "true"}
@@ -113,6 +117,20 @@ def check_count(label: str, layer: Mapping[str, Any], error: type[Exception]) ->
         )
 
 
+def warn_started_by(label: str, layer: Mapping[str, Any], warned: set[str]) -> None:
+    """startedBy is how the executor finds its tasks again after a scheduler crash (ownership.py),
+    so it always wins; a layer that sets one (AIP-29 examples did) is told so once."""
+    if "startedBy" in layer and label not in warned:
+        warned.add(label)
+        log.warning(
+            "%s sets startedBy=%s; FargateExecutor replaces it with its own (from %s) to find its tasks "
+            "after a scheduler crash. Use tags to label tasks.",
+            label,
+            shorten(layer["startedBy"]),
+            option_label("deployment_id"),
+        )
+
+
 def apply_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Fill what no layer set: count 1, FARGATE unless a capacity provider strategy is used,
     platformVersion LATEST for FARGATE only (EC2 rejects a platform version, so drop it)."""
@@ -162,6 +180,7 @@ class RunTaskKwargsBuilder:
         )
         self._static_base = None if self._custom else config_layer(settings)
         self._valid_configs: set[str] = set()
+        self._warned: set[str] = set()
         # Fail at scheduler start, not on the first task, if the configured layers are invalid.
         self.build(list(SAMPLE_COMMAND), None)
 
@@ -190,6 +209,7 @@ class RunTaskKwargsBuilder:
         (first_name, first), (_, run_task_kwargs) = self.base_layers(command)
         for label, layer in ((_layer_label(first_name), first), (option_label("run_task_kwargs"), run_task_kwargs)):
             check_count(label, layer, FargateConfigError)
+            warn_started_by(label, layer, self._warned)
             refuse_deep_nesting(label, layer, FargateConfigError)
             if "launchType" in layer and "capacityProviderStrategy" in layer:
                 raise FargateConfigError(f"{label} sets both launchType and capacityProviderStrategy; ECS accepts one.")
@@ -205,6 +225,7 @@ class RunTaskKwargsBuilder:
             )
         config = dict(executor_config)
         check_count("executor_config", config, TaskConfigError)
+        warn_started_by("executor_config", config, self._warned)
         refuse_deep_nesting("executor_config", config, TaskConfigError)
         if "clientToken" in config:
             raise TaskConfigError("executor_config may not set clientToken: the executor sets it per try.")
@@ -238,8 +259,11 @@ class RunTaskKwargsBuilder:
         ):
             env.append(dict(EXECUTOR_ENV))
 
-    def build(self, command: Sequence[str], executor_config: Any) -> dict[str, Any]:
-        """Validated kwargs for one task (clientToken excluded: the ECS client adds it).
+    def build(
+        self, command: Sequence[str], executor_config: Any, owner_tags: list[dict[str, str]] | None = None
+    ) -> dict[str, Any]:
+        """Validated kwargs for one task (clientToken excluded: the ECS client adds it), carrying
+        the deployment's startedBy and ``owner_tags`` (ownership.py) beside the user's tags.
 
         Raises FargateConfigError if the configured layers are wrong, TaskConfigError if the
         task's executor_config is.
@@ -253,7 +277,7 @@ class RunTaskKwargsBuilder:
         if "launchType" in task_layer and "capacityProviderStrategy" in task_layer:  # configured layers: _base
             raise TaskConfigError("executor_config sets both launchType and capacityProviderStrategy; ECS accepts one.")
         try:
-            kwargs = self._assemble(base, task_layer, command)
+            kwargs = self._assemble(base, task_layer, command, owner_tags)
         except (TypeError, AttributeError, ValueError) as err:  # shapes no merge can make sense of
             raise TaskConfigError(f"executor_config cannot be merged into the run_task kwargs: {err}") from None
         problems = validation_errors(kwargs)
@@ -290,8 +314,18 @@ class RunTaskKwargsBuilder:
         if len(self._valid_configs) < CHECK_CACHE_SIZE:
             self._valid_configs.add(cache_key)
 
-    def _assemble(self, base: dict[str, Any], task_layer: dict[str, Any], command: Sequence[str]) -> dict[str, Any]:
-        """Merge the task's layer over the base, fill defaults, put the command in its container."""
+    def _assemble(
+        self,
+        base: dict[str, Any],
+        task_layer: dict[str, Any],
+        command: Sequence[str],
+        owner_tags: list[dict[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        """Merge the task's layer over the base, fill defaults, put the command in its container,
+        and mark the task as this deployment's."""
         kwargs = apply_defaults(deep_merge(base, task_layer))
         self._inject_command(kwargs, command)
+        kwargs["startedBy"] = started_by(self.settings.deployment_id, self.settings.team)
+        if owner_tags and isinstance(kwargs.get("tags", []), list):  # else botocore names the wrong type
+            kwargs["tags"] = merge_tags(kwargs.get("tags"), owner_tags)
         return kwargs

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 
 from airflow_fargate.catalogue import options
 from airflow_fargate.errors import FargateConfigError, refuse_deep_nesting, shorten, shorten_lines
+from airflow_fargate.ownership import default_deployment_id
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ class ExecutorSettings:
     run_task_burst: int = 100
     task_start_timeout: float = 300.0
     check_health_on_startup: bool = True
+    deployment_id: str = ""  # never empty once loaded: configured or derived from the metadata DB
+    team: str | None = None  # the team whose executor this is (multi-team Airflow 3), else None
     # setting name -> where its value came from, e.g. "[fargate] cluster (env)"
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -181,6 +185,23 @@ def _positive_float(setting: str, raw: str) -> float:
     return value
 
 
+def _deployment_id(configured: str | None, conf: ConfigSource) -> str:
+    if configured:
+        if len(configured) > 64 or not re.fullmatch(r"[A-Za-z0-9_-]+", configured):
+            raise FargateConfigError(
+                f"{option_label('deployment_id')} must be 1-64 letters, digits, '-' or '_' "
+                f"(it becomes part of every task's startedBy), got {shorten(configured)}."
+            )
+        return configured
+    try:
+        sql_alchemy_conn = str(conf.get("database", "sql_alchemy_conn", fallback="") or "")
+    except Exception:  # a team-scoped conf may not answer for other sections
+        from airflow.configuration import conf as airflow_conf
+
+        sql_alchemy_conn = str(airflow_conf.get("database", "sql_alchemy_conn", fallback="") or "")
+    return default_deployment_id(sql_alchemy_conn)
+
+
 def load_settings(conf: ConfigSource | None = None) -> ExecutorSettings:
     """Read, merge and validate both sections; raise FargateConfigError naming the bad option."""
     if conf is None:
@@ -240,5 +261,7 @@ def load_settings(conf: ConfigSource | None = None) -> ExecutorSettings:
         run_task_burst=_positive_int("run_task_burst", clean["run_task_burst"]),
         task_start_timeout=_positive_float("task_start_timeout", clean["task_start_timeout"]),
         check_health_on_startup=_bool("check_health_on_startup", clean["check_health_on_startup"]),
+        deployment_id=_deployment_id(clean.get("deployment_id"), conf),
+        team=getattr(conf, "team_name", None) or None,
         sources=MappingProxyType(sources),
     )

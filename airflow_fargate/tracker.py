@@ -210,6 +210,10 @@ class Tracker:
         """Every ECS task still to watch: current queueings' and superseded ones' until they stop."""
         return [*self._by_arn, *self._retired]
 
+    def queueing_ids(self) -> set[str]:
+        """Queueings tracked now (launched, launching or waiting): their ECS tasks are wanted."""
+        return {task.queueing_id for task in self._tasks.values()}
+
     def record_launch(self, key: Any, arn: str, now: float) -> None:
         task = self._tasks[key]
         task.launches += 1

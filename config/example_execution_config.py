@@ -34,9 +34,10 @@ def make_builder() -> Callable[[Sequence[str]], dict[str, Any]]:
         kwargs: dict[str, Any] = {
             "cluster": cluster,
             "count": 1,
-            "startedBy": "airflow-fargate",
             "propagateTags": "TASK_DEFINITION",
-            "tags": [{"key": "airflow-command", "value": " ".join(command)[:256]}],
+            # The executor adds startedBy and tags naming the try (airflow-fargate:dag_id, ...);
+            # never tag with the command: on Airflow 3 it is the workload JSON with its token.
+            "tags": [{"key": "managed-by", "value": "airflow"}],
             "overrides": {"containerOverrides": [{"name": container_name, "command": list(command)}]},
         }
         if task_definition:

@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from airflow_fargate.checks import Status, check_awslogs, check_credentials, check_image, check_network
+from airflow_fargate.checks import (
+    Status,
+    check_awslogs,
+    check_credentials,
+    check_image,
+    check_network,
+    check_task_tagging,
+)
 from airflow_fargate.provenance import value_sources
 from airflow_fargate.run_task import RunTaskKwargsBuilder
 from airflow_fargate.settings import load_settings
@@ -120,3 +127,58 @@ def test_capacity_provider_strategy_and_public_ip_sources(monkeypatch):
         "[aws_ecs_executor] assign_public_ip (env"
     )
     assert "launchType" not in sources
+
+
+class TaggingEcs:
+    """An ECS client answering the two questions of the tagging check."""
+
+    def __init__(self, arn_format: str | None = "enabled", tag_error: Exception | None = None) -> None:
+        self.arn_format = arn_format
+        self.tag_error = tag_error
+        self.tagged: list[str] = []
+
+    def list_account_settings(self, **kwargs):
+        assert kwargs == {"name": "taskLongArnFormat", "effectiveSettings": True}
+        return {"settings": [{"name": "taskLongArnFormat", "value": self.arn_format}] if self.arn_format else []}
+
+    def describe_clusters(self, clusters):
+        return {"clusters": [{"clusterArn": f"arn:aws:ecs:us-east-1:1:cluster/{clusters[0]}"}]}
+
+    def tag_resource(self, resourceArn, tags):
+        self.tagged.append(resourceArn)
+        if self.tag_error:
+            raise self.tag_error
+
+
+def _client_error(code: str, message: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message}}, "TagResource")
+
+
+@pytest.mark.parametrize(
+    ("ecs", "statuses", "text"),
+    [
+        (TaggingEcs(), [Status.PASS, Status.PASS], "allowed"),
+        (TaggingEcs(None, _client_error("InvalidParameterException", "task not found")), [Status.PASS] * 2, ""),
+        (TaggingEcs("disabled"), [Status.FAIL, Status.PASS], "put-account-setting --name taskLongArnFormat"),
+        (
+            TaggingEcs(tag_error=_client_error("AccessDeniedException", "not authorized to perform ecs:TagResource")),
+            [Status.PASS, Status.WARN],
+            "ecs:TagResource on arn:aws:ecs:<region>:<account>:task/<cluster>/*",
+        ),
+    ],
+)
+def test_task_tagging_check(ecs, statuses, text):
+    results = check_task_tagging(ecs, "tasks")
+    assert [r.status for r in results] == statuses
+    assert text in " ".join(r.detail for r in results)
+    assert ecs.tagged == ["arn:aws:ecs:us-east-1:1:task/tasks/" + "0" * 32]  # a task that cannot exist
+
+
+def test_startup_refuses_an_account_whose_tasks_cannot_carry_tags(monkeypatch, ecs):
+    from airflow_fargate.errors import FargateConfigError
+    from airflow_fargate.executor import FargateExecutor
+
+    minimal_config(monkeypatch, check_health_on_startup="True")
+    ecs.client.put_account_setting(name="taskLongArnFormat", value="disabled")
+    with pytest.raises(FargateConfigError, match="taskLongArnFormat is disabled"):
+        FargateExecutor().start()

@@ -60,6 +60,8 @@ def test_check_passes_against_a_healthy_deployment(local, tmp_path):
         "configuration": "PASS",
         "credentials": "PASS",
         "cluster": "PASS",
+        "task ARN format": "PASS",
+        "task tagging": "PASS",  # the local endpoint answers the probe as ECS does: no such task
         "task definition": "PASS",
         "network": "PASS",
         "awslogs": "PASS",
@@ -99,7 +101,7 @@ def test_check_fails_with_exit_1_naming_what_to_fix(local, tmp_path):
     assert "no subnets are configured" in result.stdout
     assert "log group /ecs/missing does not exist" in result.stdout
     assert "looks like Airflow 1.10.15" in result.stdout
-    assert "4 of 7 checks passed." in result.stdout
+    assert "6 of 9 checks passed." in result.stdout
 
 
 def test_check_reports_a_missing_container_and_stops_there(local, tmp_path):
@@ -174,7 +176,9 @@ def test_show_config_names_the_source_of_every_value(tmp_path):
         "launchType",
         "platformVersion",
         "count",
+        "startedBy",
     }
+    assert sources["startedBy"] == "executor (deployment_id: default)"
 
 
 def test_show_config_with_an_execution_config_function_prints_a_table(tmp_path):
@@ -188,7 +192,7 @@ def test_show_config_with_an_execution_config_function_prints_a_table(tmp_path):
     result = airflow(tmp_path, "fargate", "show-config", env=env)
     assert result.returncode == 0, result.stderr
     rows = {line.split(" = ")[0].strip(): line for line in result.stdout.splitlines() if " = " in line}
-    assert rows["startedBy"].endswith(
+    assert rows["propagateTags"].endswith(
         "# execution_config_function: [fargate] execution_config_function (env AIRFLOW__FARGATE__EXECUTION_CONFIG_FUNCTION)"
     )
     assert rows["launchType"].endswith("# default (built in)")

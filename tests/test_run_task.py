@@ -286,7 +286,7 @@ def test_execution_config_function_replaces_the_base_and_later_layers_apply(monk
     assert fx.CALLS[-1] == CMD  # the builder sees the task's command
     assert kwargs["cluster"] == "from-function"  # the function's base replaced the config layer
     assert kwargs["taskDefinition"] == "fn-td"
-    assert kwargs["startedBy"] == "rtk"  # run_task_kwargs over the function
+    assert kwargs["startedBy"].startswith("airflow-fargate/db-")  # the executor's own, over every layer
     base = container(kwargs)
     assert (base["cpu"], base["memory"]) == (256, 2048)
     assert {"name": "A", "value": "exec"} in base["environment"]  # executor_config over both
@@ -301,7 +301,7 @@ def test_example_execution_config_function_works(monkeypatch):
     kwargs = b.build(CMD, None)
     assert kwargs["cluster"] == "cfg"
     assert kwargs["taskDefinition"] == "td"
-    assert kwargs["startedBy"] == "airflow-fargate"
+    assert kwargs["startedBy"].startswith("airflow-fargate/")
     assert container(kwargs)["command"] == CMD
 
 

@@ -29,6 +29,7 @@ MODERN_VALUES = {
     "run_task_burst": "30",
     "task_start_timeout": "120",
     "check_health_on_startup": "False",
+    "deployment_id": "analytics-prod",
 }
 LEGACY_VALUES = {
     "region": "eu-west-1",
@@ -66,6 +67,7 @@ def test_every_modern_key_from_env(monkeypatch):
     assert (settings.run_task_rate, settings.run_task_burst) == (7.5, 30)
     assert settings.task_start_timeout == 120.0
     assert settings.check_health_on_startup is False
+    assert settings.deployment_id == "analytics-prod"
     assert settings.sources["cluster"] == "[aws_ecs_executor] cluster (env AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER)"
 
 

@@ -67,6 +67,8 @@ class _State:
 _original_run_task = EC2ContainerServiceResponse.run_task
 _original_describe = EC2ContainerServiceBackend.describe_tasks
 _original_stop = EC2ContainerServiceBackend.stop_task
+_original_list_tasks = EC2ContainerServiceResponse.list_tasks
+_original_get_resource = EC2ContainerServiceBackend._get_resource  # noqa: SLF001
 
 
 def _run_task(self: EC2ContainerServiceResponse) -> ActionResult:
@@ -131,11 +133,48 @@ def _stop_task(self: EC2ContainerServiceBackend, cluster_str: str, task_str: str
     return task
 
 
+def _list_tasks(self: EC2ContainerServiceResponse) -> ActionResult:
+    """ListTasks in pages as ECS serves it (maxResults up to 100, default 100, nextToken), and
+    desiredStatus RUNNING when not given (moto returns stopped tasks too)."""
+    arns = [
+        task.task_arn
+        for task in self.ecs_backend.list_tasks(
+            self._get_param("cluster", "default"),
+            self._get_param("containerInstance"),
+            self._get_param("family"),
+            self._get_param("startedBy"),
+            self._get_param("serviceName"),
+            self._get_param("desiredStatus") or "RUNNING",
+        )
+    ]
+    size = max(1, min(100, int(self._get_param("maxResults") or 100)))
+    start = int(self._get_param("nextToken") or 0)
+    page: dict[str, Any] = {"taskArns": arns[start : start + size]}
+    if start + size < len(arns):
+        page["nextToken"] = str(start + size)
+    return ActionResult(page)
+
+
+def _get_resource(self: EC2ContainerServiceBackend, resource_arn: str, parsed_arn: dict[str, str]) -> Any:
+    """Tags on tasks (moto implements the other resources only); an unknown task is ECS's error."""
+    if parsed_arn.get("service") != "task":
+        return _original_get_resource(self, resource_arn, parsed_arn)
+    with _State.lock:
+        task = moto_tasks.find_task(self, resource_arn)
+    if task is None:
+        from moto.ecs.exceptions import InvalidParameterException
+
+        raise InvalidParameterException("The specified task is not found. Specify a valid task and try again.")
+    return task
+
+
 def install_patches() -> None:
     """Route moto's ECS handlers through the local runner (idempotent)."""
     EC2ContainerServiceResponse.run_task = _run_task  # type: ignore[method-assign]
     EC2ContainerServiceBackend.describe_tasks = _describe_tasks  # type: ignore[method-assign]
     EC2ContainerServiceBackend.stop_task = _stop_task  # type: ignore[method-assign]
+    EC2ContainerServiceResponse.list_tasks = _list_tasks  # type: ignore[method-assign]
+    EC2ContainerServiceBackend._get_resource = _get_resource  # type: ignore[method-assign]  # noqa: SLF001
 
 
 def uninstall_patches() -> None:
@@ -143,6 +182,8 @@ def uninstall_patches() -> None:
     EC2ContainerServiceResponse.run_task = _original_run_task  # type: ignore[method-assign]
     EC2ContainerServiceBackend.describe_tasks = _original_describe  # type: ignore[method-assign]
     EC2ContainerServiceBackend.stop_task = _original_stop  # type: ignore[method-assign]
+    EC2ContainerServiceResponse.list_tasks = _original_list_tasks  # type: ignore[method-assign]
+    EC2ContainerServiceBackend._get_resource = _original_get_resource  # type: ignore[method-assign]  # noqa: SLF001
     _State.runner = None
     _State.tokens = {}
 

@@ -1,0 +1,125 @@
+"""What the metadata DB says about task tries and scheduler jobs, for the orphan sweep.
+
+The sweep (sweep.py) finds ECS tasks nobody tracks; only the metadata DB can say whether their
+try still wants them. Reads and the one conditional write happen on the scheduler thread, in a
+session of their own, with the same columns on Airflow 2.10+ and 3.x.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+TryIdentity = tuple[str, str, str, int, int]  # dag_id, task_id, run_id, map_index, try_number
+ACTIVE_STATES = ("queued", "running")  # a try some executor is (or should be) running
+
+
+@dataclass(frozen=True)
+class TryRow:
+    """The task instance row of a (dag_id, task_id, run_id, map_index), as it is now."""
+
+    state: str | None
+    try_number: int
+    external_executor_id: str | None
+    queued_by_job_id: str | None
+    executor_config: Any = None
+    queue: str | None = None
+
+
+def _ti_match(dag_id: str, task_id: str, run_id: str, map_index: int) -> Any:
+    from airflow.models.taskinstance import TaskInstance
+
+    return (
+        (TaskInstance.dag_id == dag_id)
+        & (TaskInstance.task_id == task_id)
+        & (TaskInstance.run_id == run_id)
+        & (TaskInstance.map_index == map_index)
+    )
+
+
+def load_rows(identities: Iterable[TryIdentity]) -> dict[tuple[str, str, str, int], TryRow]:
+    """The current row of every task instance named (whatever its try number now is)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import or_, select
+
+    wanted = {identity[:4] for identity in identities}
+    rows: dict[tuple[str, str, str, int], TryRow] = {}
+    if not wanted:
+        return rows
+    columns = (
+        TaskInstance.dag_id,
+        TaskInstance.task_id,
+        TaskInstance.run_id,
+        TaskInstance.map_index,
+        TaskInstance.state,
+        TaskInstance.try_number,
+        TaskInstance.external_executor_id,
+        TaskInstance.queued_by_job_id,
+        TaskInstance.executor_config,
+        TaskInstance.queue,
+    )
+    batch = sorted(wanted)
+    with create_session() as session:
+        for start in range(0, len(batch), 100):
+            condition = or_(*(_ti_match(*identity) for identity in batch[start : start + 100]))
+            for row in session.execute(select(*columns).where(condition)):
+                state = row.state.value if hasattr(row.state, "value") else row.state
+                rows[(row.dag_id, row.task_id, row.run_id, row.map_index)] = TryRow(
+                    state=None if state is None else str(state),
+                    try_number=int(row.try_number),
+                    external_executor_id=row.external_executor_id,
+                    queued_by_job_id=None if row.queued_by_job_id is None else str(row.queued_by_job_id),
+                    executor_config=row.executor_config,
+                    queue=row.queue,
+                )
+    return rows
+
+
+def running_jobs(job_ids: Iterable[str]) -> set[str]:
+    """Which of these scheduler jobs Airflow still counts as running (state RUNNING). A job that
+    died is marked FAILED by the next scheduler's orphan check, after its heartbeat went stale."""
+    from airflow.jobs.job import Job
+    from airflow.utils.session import create_session
+    from airflow.utils.state import JobState
+    from sqlalchemy import select
+
+    numeric = sorted({int(job) for job in job_ids if str(job).isdigit()})
+    if not numeric:
+        return set()
+    with create_session() as session:
+        found = session.scalars(select(Job.id).where(Job.id.in_(numeric) & (Job.state == JobState.RUNNING)))
+        return {str(job_id) for job_id in found}
+
+
+def claim_try(identity: TryIdentity, arn: str, previous_job: str | None, our_job: Any) -> bool:
+    """Make this scheduler the owner of a dead scheduler's try whose ECS task never reached the DB:
+    record the ARN and our job, only if the row still is that try, active, without another ARN and
+    still queued by ``previous_job``. One UPDATE, so a concurrent reset (another scheduler's
+    orphan check) or adoption wins or loses as a whole. True if the row is now ours."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import update
+
+    dag_id, task_id, run_id, map_index, try_number = identity
+    owner = (
+        TaskInstance.queued_by_job_id.is_(None)
+        if previous_job is None
+        else (TaskInstance.queued_by_job_id == int(previous_job))
+    )
+    condition = (
+        _ti_match(dag_id, task_id, run_id, map_index)
+        & (TaskInstance.try_number == try_number)
+        & TaskInstance.state.in_(ACTIVE_STATES)
+        & (TaskInstance.external_executor_id.is_(None) | (TaskInstance.external_executor_id == arn))
+        & owner
+    )
+    with create_session() as session:
+        result = session.execute(
+            update(TaskInstance)
+            .where(condition)
+            .values(external_executor_id=arn, queued_by_job_id=int(our_job))
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0))

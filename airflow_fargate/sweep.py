@@ -1,0 +1,271 @@
+"""The orphan sweep: find ECS tasks of this deployment that no scheduler tracks, adopt or stop them.
+
+A scheduler killed after RunTask returned but before the task ARN reached the metadata DB leaves
+an ECS task nobody tracks: Airflow resets its try and queues the next one while the old
+container keeps running. Every task carries startedBy and owner tags (ownership.py), so at start
+and on every orphan check the executor lists its deployment's running tasks (ListTasks, paged;
+DescribeTasks with tags for those it does not track), off the scheduler thread and paced within
+the ECS read quota. The decisions are made on the scheduler thread from the metadata DB:
+
+- launched by this scheduler for a queueing it no longer tracks: stop it;
+- launched by a scheduler job Airflow still counts as running: leave it to that scheduler;
+- launched by a dead scheduler: adopt it if its try is still queued/running with no other ECS
+  task recorded (one conditional UPDATE makes it ours), leave it if the DB already records it
+  (Airflow's own adoption offers it), otherwise stop it with a reason naming the try;
+- not identifiable, of another deployment, or a try this DB does not know: never touched.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from airflow_fargate.metadata_db import ACTIVE_STATES, TryIdentity, TryRow
+from airflow_fargate.ownership import Owner, read_owner
+
+log = logging.getLogger(__name__)
+
+SWEEP_CALL_RATE = 5.0  # ListTasks/DescribeTasks calls per second: a quarter of the 20/s read quota
+SWEEP_CALL_BURST = 10
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One running ECS task of this deployment that the executor did not track when listed."""
+
+    arn: str
+    owner: Owner | None
+    last_status: str
+    created_at: float  # epoch seconds; 0 if ECS did not say
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    tasks: tuple[Listed, ...]
+    listed: int  # ARNs ListTasks returned, tracked ones included
+
+
+class Action(enum.Enum):
+    SKIP = "skip"
+    ADOPT = "adopt"
+    STOP = "stop"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    task: Listed
+    reason: str
+    row: TryRow | None = None
+
+
+class MetadataDb(Protocol):
+    """metadata_db's functions (tests pass a fake)."""
+
+    def load_rows(self, identities: Iterable[TryIdentity]) -> dict[tuple[str, str, str, int], TryRow]: ...
+
+    def running_jobs(self, job_ids: Iterable[str]) -> set[str]: ...
+
+    def claim_try(self, identity: TryIdentity, arn: str, previous_job: str | None, our_job: Any) -> bool: ...
+
+
+@dataclass
+class Ownership:
+    """What the scheduler thread knows when it applies a snapshot."""
+
+    our_job: str
+    deployment: str
+    tracked_arns: set[str] = field(default_factory=set)
+    tracked_queueings: set[str] = field(default_factory=set)
+
+
+def _listed(entry: Any) -> Listed | None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("taskArn"), str):
+        return None
+    created = entry.get("createdAt")
+    created_at = created.timestamp() if isinstance(created, datetime) else 0.0
+    return Listed(entry["taskArn"], read_owner(entry.get("tags")), str(entry.get("lastStatus") or ""), created_at)
+
+
+def decide(snapshot: Snapshot, known: Ownership, db: MetadataDb) -> list[Decision]:
+    """What to do with each listed task (reads the DB; changes nothing)."""
+    candidates = [
+        task
+        for task in snapshot.tasks
+        if task.arn not in known.tracked_arns
+        and not (task.owner and task.owner.queueing and task.owner.queueing in known.tracked_queueings)
+    ]
+    decisions: list[Decision] = []
+    others: list[Listed] = []
+    for task in candidates:
+        owner = task.owner
+        if owner is None or owner.deployment != known.deployment:
+            decisions.append(Decision(Action.SKIP, task, "carries no owner tags of this deployment"))
+        elif owner.job == known.our_job:
+            decisions.append(
+                Decision(Action.STOP, task, f"launched by this scheduler for {owner.describe()}, no longer wanted")
+            )
+        else:
+            others.append(task)
+    alive = db.running_jobs({str(task.owner.job) for task in others if task.owner and task.owner.job})
+    dead: list[Listed] = []
+    for task in others:
+        assert task.owner is not None
+        if task.owner.job in alive:
+            decisions.append(Decision(Action.SKIP, task, f"scheduler job {task.owner.job} is running"))
+        elif task.owner.try_identity is None:
+            decisions.append(Decision(Action.SKIP, task, f"{task.owner.describe()} of a dead scheduler"))
+        else:
+            dead.append(task)
+    rows = db.load_rows(task.owner.try_identity for task in dead if task.owner and task.owner.try_identity)
+    row_owners = db.running_jobs({row.queued_by_job_id for row in rows.values() if row.queued_by_job_id})
+    by_try: dict[TryIdentity, list[Listed]] = defaultdict(list)
+    for task in dead:
+        assert task.owner is not None and task.owner.try_identity is not None
+        by_try[task.owner.try_identity].append(task)
+    for identity, tasks in by_try.items():
+        newest_first = sorted(tasks, key=lambda t: -t.created_at)
+        decisions.extend(_decide_try(identity, newest_first, rows.get(identity[:4]), row_owners))
+    return decisions
+
+
+def _decide_try(
+    identity: TryIdentity, newest_first: list[Listed], row: TryRow | None, running_owners: set[str]
+) -> list[Decision]:
+    """A dead scheduler's tasks for one try: adopt at most one (the newest), stop the rest."""
+    what = newest_first[0].owner.describe() if newest_first[0].owner else str(identity)
+    if row is None:
+        return [Decision(Action.SKIP, t, f"{what}: no such task instance in this metadata DB") for t in newest_first]
+    if row.try_number != identity[4] or row.state not in ACTIVE_STATES:
+        now = f"try {row.try_number} is {row.state or 'reset'}"
+        return [Decision(Action.STOP, t, f"orphan of {what}; {now}", row) for t in newest_first]
+    decisions = []
+    for task in newest_first:
+        if row.external_executor_id == task.arn:
+            decisions.append(Decision(Action.SKIP, task, f"{what} is recorded with this task; Airflow adopts it", row))
+        elif row.external_executor_id:
+            reason = f"orphan of {what}, which runs as ECS task {row.external_executor_id}"
+            decisions.append(Decision(Action.STOP, task, reason, row))
+        elif row.queued_by_job_id in running_owners:
+            reason = f"{what} is queued by running scheduler job {row.queued_by_job_id}"
+            decisions.append(Decision(Action.SKIP, task, reason, row))
+        elif not any(d.action is Action.ADOPT for d in decisions):
+            decisions.append(Decision(Action.ADOPT, task, f"{what} is {row.state} with no ECS task recorded", row))
+        else:
+            decisions.append(Decision(Action.STOP, task, f"second ECS task of {what}", row))
+    return decisions
+
+
+class Pacer:
+    """At most ``rate`` calls per second after a burst; sleeps the calling (sweep) thread."""
+
+    def __init__(self, rate: float = SWEEP_CALL_RATE, burst: int = SWEEP_CALL_BURST) -> None:
+        from airflow_fargate.launcher import AdaptiveRateLimiter
+
+        self._limiter = AdaptiveRateLimiter(rate, burst)
+
+    def __call__(self) -> None:
+        while (delay := self._limiter.reserve()) > 0:
+            time.sleep(delay)
+
+
+class OrphanSweeper:
+    """The sweep's AWS side on a thread of its own: listing and describing on request, and the
+    stops the scheduler thread decided. ``take()`` hands the latest snapshot (or error) over."""
+
+    def __init__(
+        self,
+        list_arns: Callable[[Callable[[], None]], list[str]],
+        describe: Callable[[Sequence[str], Callable[[], None]], list[Any]],
+        stop: Callable[[str, str], None],
+        pacer: Callable[[], None] | None = None,
+    ) -> None:
+        self._list_arns = list_arns
+        self._describe = describe
+        self._stop = stop
+        self._pace = pacer or Pacer()
+        self._cond = threading.Condition()
+        self._requested: frozenset[str] | None = None
+        self._stops: list[tuple[str, str]] = []
+        self._result: Snapshot | Exception | None = None
+        self._closing = False
+        self._working = False
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="fargate-orphan-sweep")
+        self._thread.start()
+
+    def request(self, tracked_arns: Iterable[str]) -> None:
+        """Sweep soon; ARNs tracked now need no describe. Requests made meanwhile coalesce."""
+        with self._cond:
+            self._requested = frozenset(tracked_arns) | (self._requested or frozenset())
+            self._cond.notify_all()
+
+    def stop_task(self, arn: str, reason: str) -> None:
+        with self._cond:
+            self._stops.append((arn, reason))
+            self._cond.notify_all()
+
+    def take(self) -> Snapshot | Exception | None:
+        with self._cond:
+            result, self._result = self._result, None
+            return result
+
+    @property
+    def busy(self) -> bool:
+        with self._cond:
+            return self._working or self._requested is not None or bool(self._stops)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stops already decided are made (an orphan must not outlive its scheduler); a listing in
+        progress is abandoned."""
+        with self._cond:
+            self._closing = True
+            self._requested = None
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closing and self._requested is None and not self._stops:
+                    self._cond.wait()
+                stops, self._stops = self._stops, []
+                requested, self._requested = self._requested, None
+                if self._closing and not stops:
+                    return
+                self._working = True
+            for arn, reason in stops:
+                self._stop_one(arn, reason)
+            if requested is not None:
+                try:
+                    result: Snapshot | Exception = self._sweep(requested)
+                except Exception as err:
+                    result = err
+                with self._cond:
+                    self._result = result
+            with self._cond:
+                self._working = False
+
+    def _stop_one(self, arn: str, reason: str) -> None:
+        try:
+            self._pace()
+            self._stop(arn, reason)
+        except Exception:
+            log.exception("Orphan sweep: could not stop ECS task %s (%s)", arn, reason)
+
+    def _sweep(self, tracked: frozenset[str]) -> Snapshot:
+        arns = self._list_arns(self._pace)
+        untracked = [arn for arn in arns if arn not in tracked]
+        tasks = []
+        for start in range(0, len(untracked), 100):
+            for entry in self._describe(untracked[start : start + 100], self._pace):
+                listed = _listed(entry)
+                if listed is not None and listed.last_status != "STOPPED":
+                    tasks.append(listed)
+        return Snapshot(tuple(tasks), len(arns))
