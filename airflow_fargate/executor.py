@@ -596,8 +596,8 @@ class FargateExecutor(BaseExecutor):
         tis = [ti for ti in tis if ti.key not in self.tracker]
         if own:
             self.log.info("Kept %d task(s) offered for adoption that this executor already runs.", len(own))
-        adopted = self._adopt_swept([ti for ti in tis if not ti.external_executor_id])
         candidates = {ti.external_executor_id: ti for ti in tis if ti.external_executor_id}
+        adopted = self._adopt_swept([ti for ti in tis if not ti.external_executor_id])
         if candidates:
             try:
                 found = self.ecs.describe_tasks(list(candidates)).tasks

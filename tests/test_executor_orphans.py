@@ -162,7 +162,7 @@ def test_sweep_leaves_other_deployments_and_live_schedulers_alone(scheduler_exec
     assert desired(ecs, live) == desired(ecs, other) == "RUNNING"
 
 
-def test_adoption_round_claims_an_unrecorded_try_the_sweep_found_by_its_tags(scheduler_executor, ecs, db):
+def test_adoption_round_claims_an_unrecorded_try_the_sweep_found_by_its_tags(scheduler_executor, ecs, db, capfd):
     key = TaskInstanceKey("d", "t", "r", 1, -1)
     db.running.add(DEAD_JOB)  # Airflow has not declared the old scheduler dead yet: the sweep waits
     arn = run_foreign(ecs, key, scheduler_executor, job=DEAD_JOB)
@@ -173,6 +173,8 @@ def test_adoption_round_claims_an_unrecorded_try_the_sweep_found_by_its_tags(sch
     assert scheduler_executor.try_adopt_task_instances([ti]) == []
     assert ti.external_executor_id == arn  # saved by Airflow with the adoption
     assert scheduler_executor.tracker.get(key).arn == arn
+    assert scheduler_executor.tracker.active_arns() == [arn]  # tracked once, not also as a superseded launch
+    assert "Adopted 1 ECS tasks" in capfd.readouterr().out
     wait_quiet(scheduler_executor)  # the round also swept; nothing of it may stop the adopted task
     scheduler_executor._sweep()
     wait_quiet(scheduler_executor)

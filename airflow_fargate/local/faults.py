@@ -31,6 +31,8 @@ class Faults:
     start_failure_rate: float = 0.0  # task stops with TaskFailedToStart before running
     spot_interruption_rate: float = 0.0  # running task is stopped with SpotInterruption
     describe_delay_s: float = 0.0  # a new task is MISSING from describe_tasks for this long
+    run_task_response_delay_s: float = 0.0  # RunTask starts the task, then answers this much later
+    provision_delay_s: float = 0.0  # tasks created meanwhile stay PROVISIONING this long (0 = default)
     seed: int | None = None
 
     @classmethod

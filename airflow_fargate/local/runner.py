@@ -89,6 +89,9 @@ class Stats:
     created_per_try: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     started_per_try: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     overlapping_tries: list[str] = field(default_factory=list)  # two containers of one queueing
+    doubly_run_tries: list[str] = field(default_factory=list)  # two containers of one try, any queueings
+    stops_per_try: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # StopTask reasons
+    running_tries: list[str] = field(default_factory=list)  # containers not stopped yet (filled on read)
     api_calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # ECS operation -> calls
 
     def as_dict(self) -> dict[str, Any]:
@@ -96,6 +99,7 @@ class Stats:
         data["api_calls"] = dict(self.api_calls)
         data["created_per_try"] = dict(self.created_per_try)
         data["started_per_try"] = dict(self.started_per_try)
+        data["stops_per_try"] = {key: list(reasons) for key, reasons in self.stops_per_try.items()}
         return data
 
 
@@ -135,6 +139,7 @@ class LocalRunner:
         self._created_at: dict[str, float] = {}
         self._running: dict[str, _Running] = {}
         self._live_by_queueing: dict[str, int] = defaultdict(int)
+        self._live_by_try: dict[str, int] = defaultdict(int)
         self._queue: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._wake = threading.Condition(self.lock)
@@ -186,8 +191,9 @@ class LocalRunner:
             self.stats.tasks_created += 1
             if key:
                 self.stats.created_per_try[key] += 1
-        self._at(self.provision_seconds / 2, lambda: self._set(task, "PENDING"))
-        self._at(self.provision_seconds, lambda: self._start(task))
+        provision = self.faults.provision_delay_s or self.provision_seconds
+        self._at(provision / 2, lambda: self._set(task, "PENDING"))
+        self._at(provision, lambda: self._start(task))
 
     def visible(self, arn: str) -> bool:
         """False while a new task is hidden from describe_tasks (eventual-consistency fault)."""
@@ -198,6 +204,9 @@ class LocalRunner:
         """stop_task: desired STOPPED now; last status follows when the container is gone."""
         with self.lock:
             self.stats.stops_requested += 1
+            known = self._running.get(task.task_arn)
+            if known is not None and known.try_key:
+                self.stats.stops_per_try[known.try_key].append(reason[:300])
             task.desired_status = "STOPPED"
             task.stopped_reason = reason
             running = self._running.get(task.task_arn)
@@ -265,9 +274,12 @@ class LocalRunner:
             key, live_key = running.try_key, running.queueing_key
             if key and live_key:
                 self._live_by_queueing[live_key] += 1
+                self._live_by_try[key] += 1
                 self.stats.started_per_try[key] += 1
                 if self._live_by_queueing[live_key] > 1:
                     self.stats.overlapping_tries.append(key)
+                if self._live_by_try[key] > 1:
+                    self.stats.doubly_run_tries.append(key)
             self.stats.containers_started += 1
             moto_tasks.set_state(task, "RUNNING", now=datetime.now(timezone.utc))
             writer = self._log_writer(task)
@@ -308,6 +320,8 @@ class LocalRunner:
             running.done = True
             if running.handle is not None and running.queueing_key:
                 self._live_by_queueing[running.queueing_key] -= 1
+            if running.handle is not None and running.try_key and running.queueing_key:
+                self._live_by_try[running.try_key] -= 1
             name = self._container_definition(task).get("name", "")
             stop_code = running.stop_code or "EssentialContainerExited"
             reason = running.stop_reason or "Essential container in task exited"
@@ -319,6 +333,13 @@ class LocalRunner:
                 stop_code=stop_code,
                 stopped_reason=reason,
             )
+
+    def snapshot_stats(self) -> dict[str, Any]:
+        """The counters, plus which tries still have a container that has not stopped."""
+        with self.lock:
+            data = self.stats.as_dict()
+            data["running_tries"] = sorted(r.try_key or r.arn for r in self._running.values() if not r.done)
+        return data
 
     # -- logs --------------------------------------------------------------------------------------
 

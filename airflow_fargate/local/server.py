@@ -92,6 +92,8 @@ def _run_task(self: EC2ContainerServiceResponse) -> ActionResult:
             _State.tokens[token] = [t.task_arn for t in tasks]
     for task in tasks:
         runner.submit(task)
+    if _State.faults.run_task_response_delay_s:  # the task exists; its ARN is slow to come back
+        time.sleep(_State.faults.run_task_response_delay_s)
     return result
 
 
@@ -226,7 +228,7 @@ class FaultMiddleware:
 
     def _control(self, path: str, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         if path == "/_local/stats":
-            stats = _State.runner.stats.as_dict() if _State.runner else {}
+            stats = _State.runner.snapshot_stats() if _State.runner else {}
             return _json_response(start_response, "200 OK", stats)
         if path == "/_local/faults" and environ.get("REQUEST_METHOD") == "POST":
             length = int(environ.get("CONTENT_LENGTH") or 0)

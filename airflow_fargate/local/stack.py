@@ -282,4 +282,4 @@ class AirflowStack:
 
     def stats(self) -> dict[str, Any]:
         assert self.ecs is not None and self.ecs.runner is not None
-        return self.ecs.runner.stats.as_dict()
+        return self.ecs.runner.snapshot_stats()
