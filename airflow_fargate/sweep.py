@@ -176,6 +176,10 @@ class Pacer:
             time.sleep(delay)
 
 
+class _Abandoned(Exception):
+    """The executor is shutting down: a listing in progress is not finished."""
+
+
 class OrphanSweeper:
     """The sweep's AWS side on a thread of its own: listing and describing on request, and the
     stops the scheduler thread decided. ``take()`` hands the latest snapshot (or error) over."""
@@ -252,6 +256,11 @@ class OrphanSweeper:
             with self._cond:
                 self._working = False
 
+    def _paced(self) -> None:
+        if self._closing:
+            raise _Abandoned
+        self._pace()
+
     def _stop_one(self, arn: str, reason: str) -> None:
         try:
             self._pace()
@@ -260,11 +269,11 @@ class OrphanSweeper:
             log.exception("Orphan sweep: could not stop ECS task %s (%s)", arn, reason)
 
     def _sweep(self, tracked: frozenset[str]) -> Snapshot:
-        arns = self._list_arns(self._pace)
+        arns = self._list_arns(self._paced)
         untracked = [arn for arn in arns if arn not in tracked]
         tasks = []
         for start in range(0, len(untracked), 100):
-            for entry in self._describe(untracked[start : start + 100], self._pace):
+            for entry in self._describe(untracked[start : start + 100], self._paced):
                 listed = _listed(entry)
                 if listed is not None and listed.last_status != "STOPPED":
                     tasks.append(listed)

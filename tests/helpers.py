@@ -214,7 +214,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
-def e2e_stack(dag_files: list[str], runs: dict[str, str], extra_env: dict[str, str] | None = None) -> Iterator[Any]:
+def e2e_stack(
+    dag_files: list[str], runs: dict[str, str], extra_env: dict[str, str] | None = None, db_url: str | None = None
+) -> Iterator[Any]:
     """A running AirflowStack with these DAG files (paths from the repo root), each run triggered."""
     from airflow_fargate.local.stack import AirflowStack
 
@@ -223,7 +225,7 @@ def e2e_stack(dag_files: list[str], runs: dict[str, str], extra_env: dict[str, s
     dags.mkdir()
     for name in dag_files:
         shutil.copy(ROOT / name, dags)
-    with AirflowStack(home=work / "airflow", dags_folder=dags, extra_env=extra_env or {}) as running:
+    with AirflowStack(home=work / "airflow", dags_folder=dags, extra_env=extra_env or {}, db_url=db_url) as running:
         for dag_id, run_id in runs.items():  # independent runs go in parallel
             running.trigger(dag_id, run_id)
         try:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from airflow_fargate.compat import AIRFLOW_V3
 from airflow_fargate.local.stack import AirflowStack
+from tests.chaos_checks import SLOW_ANSWERS, assert_no_try_lost_doubled_or_orphaned, set_faults, wait_for_run_task_calls
 from tests.helpers import e2e_stack
 
 pytestmark = [
@@ -24,7 +24,6 @@ pytestmark = [
     pytest.mark.skipif(not AIRFLOW_V3, reason="Airflow 2 commands carry no try number to count containers by"),
 ]
 DAG_ID, RUN_ID = "e2e_chaos", "chaos"
-SLOW = {"run_task_response_delay_s": 8.0, "provision_delay_s": 90.0}
 
 
 @pytest.fixture(scope="module")
@@ -33,31 +32,15 @@ def stack() -> Iterator[AirflowStack]:
         yield running
 
 
-def set_faults(stack: AirflowStack, **switches: Any) -> None:
-    assert stack.ecs is not None
-    stack.ecs.control("/_local/faults", switches)
-
-
-def wait_until(predicate, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise TimeoutError(what)
-
-
 def kill_with_answers_on_the_way(stack: AirflowStack, calls_before: int) -> None:
     """Kill the scheduler -9 once RunTask calls reached the endpoint whose answers it never gets."""
-    wait_until(lambda: stack.stats()["run_task_calls"] > calls_before, 400, "the scheduler never launched")
+    wait_for_run_task_calls(stack, calls_before)
     time.sleep(2)  # more launches join them; every answer is still 6+ s away
     stack.kill("scheduler")
 
 
 def test_scheduler_killed_twice_with_run_task_answers_on_the_way(stack):
-    log = stack.home / "logs" / "scheduler.log"
-    set_faults(stack, **SLOW)
+    set_faults(stack, **SLOW_ANSWERS)
     stack.trigger(DAG_ID, RUN_ID)
     kill_with_answers_on_the_way(stack, 0)  # 1: the first stage's launches in flight
     calls = stack.stats()["run_task_calls"]
@@ -67,24 +50,5 @@ def test_scheduler_killed_twice_with_run_task_answers_on_the_way(stack):
     set_faults(stack)
     stack.start_process("scheduler", "scheduler")
     assert stack.wait_for_run(DAG_ID, RUN_ID, timeout=600) == "success"
-
-    rows = stack.task_rows(DAG_ID, RUN_ID)
-    assert len(rows) == 16 and all(r.state == "success" for r in rows)
-    stats = wait_until(
-        lambda: (s := stack.stats())["running_tries"] == [] and s, 60, "containers still running at the end"
-    )
-    assert stats["doubly_run_tries"] == [] and stats["overlapping_tries"] == []
-    final = {f"{DAG_ID}|{r.task_id}|{RUN_ID}|{r.map_index}|{r.try_number}" for r in rows}
-    ours = {key: n for key, n in stats["created_per_try"].items() if key.startswith(f"{DAG_ID}|")}
-    for key in final:
-        assert ours.get(key) == 1, (key, stats)  # every final try ran in exactly one container
-    reset = set(ours) - final
-    for key in reset:  # the tries Airflow reset: their containers were stopped before they started
-        assert stats["started_per_try"].get(key, 0) == 0, (key, stats)
-        assert stats["stops_per_try"][key] and all("orphan sweep" in r for r in stats["stops_per_try"][key])
-    text = log.read_text()
-    adopted_by_tags = text.count("Orphan sweep: adopted") + sum(
-        line.count("run_id='chaos'") for line in text.splitlines() if "Adopted " in line
-    )
-    assert reset or adopted_by_tags, "neither an orphan was stopped nor an unrecorded try adopted"
-    print(f"reset tries: {len(reset)}, adoptions: {adopted_by_tags}")
+    assert len(stack.task_rows(DAG_ID, RUN_ID)) == 16
+    print(assert_no_try_lost_doubled_or_orphaned(stack, DAG_ID, RUN_ID, [stack.home / "logs" / "scheduler.log"]))

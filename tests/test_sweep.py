@@ -189,3 +189,21 @@ def test_list_running_arns_follows_every_page_and_paces_each_call():
     assert len(paced) == 3
     assert all(call["startedBy"] == "sb" and call["desiredStatus"] == "RUNNING" for call in seen)
     assert all(call["maxResults"] == 100 for call in seen)
+
+
+def test_shutdown_abandons_a_long_listing_between_pages():
+    started = threading.Event()
+    pages: list[int] = []
+
+    def list_arns(pace):
+        started.set()
+        while True:  # ECS keeps answering with another page
+            pace()
+            pages.append(1)
+            time.sleep(0.01)
+
+    sweeper = OrphanSweeper(list_arns, lambda arns, pace: [], lambda arn, reason: None, pacer=lambda: None)
+    sweeper.request([])
+    assert started.wait(10)
+    sweeper.shutdown(timeout=5)
+    assert sweeper._thread not in threading.enumerate()
