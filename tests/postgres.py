@@ -18,7 +18,7 @@ import pytest
 
 SKIP_REASON = (
     "PostgreSQL is not installed (Debian package postgresql; `make test` installs it where apt-get can) "
-    "or the psycopg2 driver is missing"
+    "or its drivers (psycopg2, asyncpg) are missing"
 )
 
 
@@ -37,7 +37,8 @@ def _free_port() -> int:
 def postgres_server() -> Iterator[str]:
     """Start a server; yield its SQLAlchemy URL for database ``airflow``; stop and delete it."""
     bindir = _bindir()
-    try:
+    try:  # Airflow 3 talks to PostgreSQL through both drivers
+        import asyncpg  # noqa: F401
         import psycopg2  # noqa: F401
     except ImportError:
         bindir = None
