@@ -150,6 +150,11 @@ class EcsClient:
         """Join the describe threads (executor shutdown)."""
         self._describe_pool.shutdown(wait=True, cancel_futures=True)
 
+    def default_capacity_provider_strategy(self) -> list[Any]:
+        """The cluster's default capacity provider strategy ([] if it has none)."""
+        clusters = self.client.describe_clusters(clusters=[self.cluster]).get("clusters") or []
+        return list(clusters[0].get("defaultCapacityProviderStrategy") or []) if clusters else []
+
     def list_running_arns(self, started_by: str, pace: Callable[[], None]) -> list[str]:
         """ARNs of the cluster's tasks with this startedBy whose desired status is RUNNING (also
         those still PROVISIONING/PENDING), every page; ``pace`` runs before each call."""

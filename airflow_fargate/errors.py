@@ -14,8 +14,11 @@ _SHORT.maxstring = _SHORT.maxother = 80
 _SHORT.maxlevel = 3
 
 
-class FargateConfigError(AirflowConfigException):
-    """Executor configuration is invalid: raised at scheduler start, names the option to fix."""
+class FargateConfigError(AirflowConfigException, AirflowException):
+    """Executor configuration is invalid: raised at scheduler start, names the option to fix.
+
+    Airflow's config exception (as the provider's are) and, on Airflow 3 too, an AirflowException
+    (there the config exception no longer derives from it)."""
 
 
 class TaskConfigError(AirflowException):

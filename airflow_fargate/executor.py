@@ -32,7 +32,7 @@ from airflow_fargate.launcher import BuildOnce, Launcher, LaunchRequest, backoff
 from airflow_fargate.logs import CloudWatchLogReader, FailureOutput, TaskOutput
 from airflow_fargate.ownership import ownership_tags, started_by
 from airflow_fargate.poller import Poller
-from airflow_fargate.run_task import RunTaskKwargsBuilder
+from airflow_fargate.run_task import RunTaskKwargsBuilder, names_launch_capacity
 from airflow_fargate.settings import ExecutorSettings, load_settings
 from airflow_fargate.sweep import Action, Listed, OrphanSweeper, Ownership, Snapshot, decide
 from airflow_fargate.tracker import Outcome, TrackedTask, Tracker, Verdict
@@ -88,8 +88,10 @@ class FargateExecutor(BaseExecutor):
         Raises FargateConfigError before any thread exists, so a bad configuration stops the
         scheduler with that one message."""
         self.settings = settings = self._load_settings()
-        self.kwargs_builder = RunTaskKwargsBuilder(settings)  # builds and validates the configured kwargs
         self.ecs = EcsClient(self._aws_target, settings.cluster)
+        default_strategy = self._cluster_default_strategy(settings)
+        # builds and validates the configured kwargs
+        self.kwargs_builder = RunTaskKwargsBuilder(settings, cluster_default_strategy=default_strategy)
         self.ecs.launch_client  # noqa: B018 - create clients now, not inside the first heartbeats
         stats.gauge("fargate.tasks.running", 0)  # loads Airflow's metrics registry now, not in a heartbeat
         if settings.check_health_on_startup:
@@ -119,6 +121,20 @@ class FargateExecutor(BaseExecutor):
         self._next_sweep_at = self._clock()  # the first sync() sweeps: at start, tasks of a crashed scheduler
         self._swept: dict[Any, list[Listed]] = {}
         self._started = True
+
+    def _cluster_default_strategy(self, settings: ExecutorSettings) -> bool:
+        """Whether launches naming neither launchType nor capacityProviderStrategy get the cluster's
+        default strategy (read once, as the Amazon provider does) instead of FARGATE."""
+        if names_launch_capacity(settings):
+            return False
+        try:
+            strategy = self.ecs.default_capacity_provider_strategy()
+        except Exception as err:
+            self.log.warning("Cannot read cluster %s (%s); launching with FARGATE.", settings.cluster, err)
+            return False
+        if strategy:
+            self.log.info("Launching with the default capacity provider strategy of %s: %s", settings.cluster, strategy)
+        return bool(strategy)
 
     def _run_task(self, kwargs: dict[str, Any], client_token: str) -> LaunchResult:
         return self.ecs.run_task(kwargs, client_token)  # looked up per call, so tests can stand in for it

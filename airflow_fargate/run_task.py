@@ -39,6 +39,32 @@ def _run_task_shape() -> Any:
     return botocore.session.get_session().get_service_model("ecs").operation_model("RunTask").input_shape
 
 
+def _camel(key: str) -> str:
+    first, *rest = key.split("_")
+    return first + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def camelize_keys(value: Any, label: str, error: type[Exception], shape: Any = None) -> Any:
+    """snake_case keys (``platform_version``, ``network_configuration.awsvpc_configuration``) as
+    RunTask spells them, at every depth botocore's RunTask shape knows, as the Amazon provider
+    accepts them. Keys the shape does not know are left for validation to report."""
+    shape = shape if shape is not None else _run_task_shape()
+    if shape.type_name == "structure" and isinstance(value, Mapping):
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            name = key
+            if isinstance(key, str) and key not in shape.members and _camel(key) in shape.members:
+                name = _camel(key)
+                if name in value:
+                    raise error(f"{label} sets both {key} and {name}; keep one.")
+            member = shape.members.get(name)
+            out[name] = camelize_keys(item, label, error, member) if member is not None else item
+        return out
+    if shape.type_name == "list" and isinstance(value, list):
+        return [camelize_keys(item, label, error, shape.member) for item in value]
+    return value
+
+
 def validation_errors(kwargs: Mapping[str, Any]) -> str | None:
     """botocore's report of what is wrong with these RunTask kwargs, naming key paths; None if valid."""
     report = ParamValidator().validate(kwargs, _run_task_shape())
@@ -131,16 +157,37 @@ def warn_started_by(label: str, layer: Mapping[str, Any], warned: set[str]) -> N
         )
 
 
-def apply_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
+def names_launch_capacity(settings: ExecutorSettings) -> bool:
+    """The configuration says where tasks run (launchType or capacityProviderStrategy, or an
+    execution_config_function that may); False leaves the choice to the cluster's default."""
+    configured = settings.run_task_kwargs
+    return bool(
+        settings.launch_type
+        or settings.capacity_provider_strategy
+        or settings.execution_config_function
+        or "launchType" in configured
+        or "capacityProviderStrategy" in configured
+        or "launch_type" in configured
+        or "capacity_provider_strategy" in configured
+    )
+
+
+def apply_defaults(kwargs: dict[str, Any], cluster_default_strategy: bool = False) -> dict[str, Any]:
     """Fill what no layer set: count 1, FARGATE unless a capacity provider strategy is used,
-    platformVersion LATEST for FARGATE only (EC2 rejects a platform version, so drop it)."""
+    platformVersion LATEST for FARGATE only (EC2 rejects a platform version and a public IP
+    setting, so both are dropped there)."""
     kwargs["count"] = 1  # every layer was checked by check_count: one try, one container
-    if "launchType" not in kwargs and "capacityProviderStrategy" not in kwargs:
+    # With neither, ECS uses the cluster's default capacity provider strategy, if it has one
+    if "launchType" not in kwargs and "capacityProviderStrategy" not in kwargs and not cluster_default_strategy:
         kwargs["launchType"] = "FARGATE"
     if kwargs.get("launchType") == "FARGATE":
         kwargs.setdefault("platformVersion", "LATEST")
     elif kwargs.get("launchType") in ("EC2", "EXTERNAL"):
         kwargs.pop("platformVersion", None)
+        # ECS refuses assignPublicIp outside Fargate; the provider drops it the same way
+        vpc = (kwargs.get("networkConfiguration") or {}).get("awsvpcConfiguration")
+        if isinstance(vpc, dict):
+            vpc.pop("assignPublicIp", None)
     return kwargs
 
 
@@ -171,8 +218,11 @@ def load_execution_config_function(path: str) -> Builder:
 class RunTaskKwargsBuilder:
     """Turns (command, executor_config) into validated run_task kwargs for one settings object."""
 
-    def __init__(self, settings: ExecutorSettings) -> None:
+    def __init__(self, settings: ExecutorSettings, cluster_default_strategy: bool = False) -> None:
+        """``cluster_default_strategy``: the cluster has a default capacity provider strategy, which
+        ECS applies when a launch names neither launchType nor capacityProviderStrategy."""
         self.settings = settings
+        self.cluster_default_strategy = cluster_default_strategy
         self._custom: Builder | None = (
             load_execution_config_function(settings.execution_config_function)
             if settings.execution_config_function
@@ -203,7 +253,10 @@ class RunTaskKwargsBuilder:
                     f"{label}: the builder must return a dict of run_task kwargs, got {type(built).__name__}."
                 )
             first = ("execution_config_function", copy.deepcopy(dict(built)))
-        return [first, ("run_task_kwargs", dict(self.settings.run_task_kwargs))]
+        run_task_kwargs = camelize_keys(
+            dict(self.settings.run_task_kwargs), option_label("run_task_kwargs"), FargateConfigError
+        )
+        return [first, ("run_task_kwargs", run_task_kwargs)]
 
     def _base(self, command: Sequence[str]) -> dict[str, Any]:
         (first_name, first), (_, run_task_kwargs) = self.base_layers(command)
@@ -223,7 +276,7 @@ class RunTaskKwargsBuilder:
             raise TaskConfigError(
                 f"executor_config must be a dict of ECS run_task kwargs, got {type(executor_config).__name__}."
             )
-        config = dict(executor_config)
+        config = camelize_keys(dict(executor_config), "executor_config", TaskConfigError)
         check_count("executor_config", config, TaskConfigError)
         warn_started_by("executor_config", config, self._warned)
         refuse_deep_nesting("executor_config", config, TaskConfigError)
@@ -280,6 +333,11 @@ class RunTaskKwargsBuilder:
             kwargs = self._assemble(base, task_layer, command, owner_tags)
         except (TypeError, AttributeError, ValueError) as err:  # shapes no merge can make sense of
             raise TaskConfigError(f"executor_config cannot be merged into the run_task kwargs: {err}") from None
+        if "taskDefinition" not in kwargs and "taskDefinition" not in task_layer:
+            raise FargateConfigError(
+                f"Set {option_label('task_definition')}: the task definition to run (family, family:revision or "
+                f"ARN), or taskDefinition in {option_label('run_task_kwargs')}."
+            )
         problems = validation_errors(kwargs)
         if problems:
             if task_layer and validation_errors(self._assemble(base, {}, command)) is None:
@@ -323,7 +381,7 @@ class RunTaskKwargsBuilder:
     ) -> dict[str, Any]:
         """Merge the task's layer over the base, fill defaults, put the command in its container,
         and mark the task as this deployment's."""
-        kwargs = apply_defaults(deep_merge(base, task_layer))
+        kwargs = apply_defaults(deep_merge(base, task_layer), self.cluster_default_strategy)
         self._inject_command(kwargs, command)
         kwargs["startedBy"] = started_by(self.settings.deployment_id, self.settings.team)
         if owner_tags and isinstance(kwargs.get("tags", []), list):  # else botocore names the wrong type

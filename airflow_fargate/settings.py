@@ -7,6 +7,7 @@ Defaults and the key mapping come from the option catalogue, never from literals
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import os
@@ -154,7 +155,13 @@ def _json(setting: str, raw: str, expected: type) -> Any:
 
 
 def _capacity_provider_strategy(raw: str) -> tuple[Mapping[str, Any], ...]:
-    items = _json("capacity_provider_strategy", raw, list)
+    try:
+        items = _json("capacity_provider_strategy", raw, list)
+    except FargateConfigError:
+        # The Amazon provider documents a Python literal: [{'capacityProvider': 'cp1', 'weight': 5}]
+        items = _python_list(raw)
+        if items is None:
+            raise
     for index, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("capacityProvider"), str):
             raise FargateConfigError(
@@ -163,6 +170,17 @@ def _capacity_provider_strategy(raw: str) -> tuple[Mapping[str, Any], ...]:
                 f"got {shorten(item)}."
             )
     return tuple(MappingProxyType(dict(item)) for item in items)
+
+
+def _python_list(raw: str) -> list[Any] | None:
+    """A short Python list literal (single quotes), or None."""
+    if len(raw) > 10_000 or not raw.lstrip().startswith("["):
+        return None
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    return value if isinstance(value, list) else None
 
 
 def _positive_int(setting: str, raw: str) -> int:

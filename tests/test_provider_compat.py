@@ -1,0 +1,125 @@
+"""What a user of apache-airflow-providers-amazon's AwsEcsExecutor can keep writing: snake_case
+run_task_kwargs, the documented capacity_provider_strategy literal, EC2 without a public IP
+setting, the cluster's default capacity provider strategy, and errors Airflow recognises."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.exceptions import AirflowConfigException, AirflowException
+
+from airflow_fargate.errors import FargateConfigError, TaskConfigError
+from airflow_fargate.executor import FargateExecutor
+from airflow_fargate.run_task import RunTaskKwargsBuilder
+from airflow_fargate.settings import load_settings
+from tests.executor_harness import calls
+from tests.helpers import CLUSTER, minimal_config, moto_ecs, set_config
+
+CMD = ["airflow", "version"]
+
+
+def build(monkeypatch, executor_config=None, **config):
+    minimal_config(monkeypatch, **config)
+    return RunTaskKwargsBuilder(load_settings()).build(CMD, executor_config)
+
+
+def test_snake_case_run_task_kwargs_are_camelized_at_every_depth_the_run_task_shape_knows(monkeypatch):
+    kwargs = build(
+        monkeypatch,
+        run_task_kwargs='{"platform_version": "1.4.0", "enable_execute_command": true, "propagate_tags": "TASK_DEFINITION",'
+        ' "network_configuration": {"awsvpc_configuration": {"subnets": ["s-1"], "assign_public_ip": "ENABLED"}},'
+        ' "overrides": {"container_overrides": [{"name": "base", "memory_reservation": 512}], "task_role_arn": "r"},'
+        ' "tags": [{"key": "my_tag", "value": "keep_me"}]}',
+    )
+    assert kwargs["platformVersion"] == "1.4.0" and kwargs["enableExecuteCommand"] is True
+    assert kwargs["propagateTags"] == "TASK_DEFINITION"
+    assert kwargs["networkConfiguration"] == {"awsvpcConfiguration": {"subnets": ["s-1"], "assignPublicIp": "ENABLED"}}
+    assert kwargs["overrides"]["taskRoleArn"] == "r"
+    base = next(c for c in kwargs["overrides"]["containerOverrides"] if c["name"] == "base")
+    assert base["memoryReservation"] == 512 and base["command"] == CMD
+    assert {"key": "my_tag", "value": "keep_me"} in kwargs["tags"]  # tag keys and values are the user's
+
+
+def test_snake_case_executor_config_is_camelized_too(monkeypatch):
+    kwargs = build(monkeypatch, {"overrides": {"container_overrides": [{"name": "base", "cpu": 512}]}})
+    assert next(c for c in kwargs["overrides"]["containerOverrides"] if c["name"] == "base")["cpu"] == 512
+
+
+def test_both_spellings_of_one_key_are_refused_naming_both(monkeypatch):
+    with pytest.raises(FargateConfigError, match="sets both platform_version and platformVersion"):
+        build(monkeypatch, run_task_kwargs='{"platform_version": "1.4.0", "platformVersion": "1.3.0"}')
+    with pytest.raises(TaskConfigError, match="executor_config sets both started_by and startedBy"):
+        build(monkeypatch, {"started_by": "a", "startedBy": "b"}, run_task_kwargs="{}")
+
+
+def test_unknown_snake_case_key_is_still_reported_by_validation(monkeypatch):
+    with pytest.raises(FargateConfigError, match="no_such_key"):
+        build(monkeypatch, run_task_kwargs='{"no_such_key": 1}')
+
+
+def test_capacity_provider_strategy_in_the_providers_documented_python_form(monkeypatch):
+    kwargs = build(
+        monkeypatch,
+        capacity_provider_strategy="[{'capacityProvider': 'cp1', 'weight': 5}, {'capacityProvider': 'cp2'}]",
+    )
+    assert kwargs["capacityProviderStrategy"] == [{"capacityProvider": "cp1", "weight": 5}, {"capacityProvider": "cp2"}]
+    assert "launchType" not in kwargs
+
+
+def test_capacity_provider_strategy_that_is_neither_json_nor_a_list_literal_names_the_option(monkeypatch):
+    minimal_config(monkeypatch, capacity_provider_strategy="{'capacityProvider': 'cp1'")
+    with pytest.raises(FargateConfigError, match=r"\[aws_ecs_executor\] capacity_provider_strategy"):
+        load_settings()
+
+
+def test_ec2_never_sends_assign_public_ip(monkeypatch):
+    kwargs = build(monkeypatch, launch_type="EC2", subnets="s-1", assign_public_ip="True")
+    assert kwargs["networkConfiguration"] == {"awsvpcConfiguration": {"subnets": ["s-1"]}}
+    assert (
+        build(monkeypatch, launch_type="FARGATE", subnets="s-1", assign_public_ip="True")["networkConfiguration"][
+            "awsvpcConfiguration"
+        ]["assignPublicIp"]
+        == "ENABLED"
+    )
+
+
+def test_missing_task_definition_names_the_option(monkeypatch):
+    minimal_config(monkeypatch)
+    set_config(monkeypatch, "aws_ecs_executor", task_definition="")
+    with pytest.raises(FargateConfigError, match=r"Set \[aws_ecs_executor\] task_definition .*or \[fargate\] task_def"):
+        RunTaskKwargsBuilder(load_settings())
+
+
+def test_start_up_errors_are_airflow_exceptions_and_airflows_config_exception():
+    assert issubclass(FargateConfigError, AirflowException)
+    assert issubclass(FargateConfigError, AirflowConfigException)
+
+
+@pytest.mark.parametrize(
+    ("default_strategy", "config", "expected_launch_type"),
+    [
+        ([{"capacityProvider": "FARGATE_SPOT", "weight": 1}], {}, None),  # the cluster decides
+        ([], {}, "FARGATE"),
+        ([{"capacityProvider": "FARGATE_SPOT", "weight": 1}], {"launch_type": "FARGATE"}, "FARGATE"),
+    ],
+)
+def test_neither_launch_type_nor_strategy_uses_the_clusters_default(
+    monkeypatch, default_strategy, config, expected_launch_type
+):
+    with moto_ecs() as world:
+        if default_strategy:
+            world.client.put_cluster_capacity_providers(
+                cluster=CLUSTER,
+                capacityProviders=["FARGATE", "FARGATE_SPOT"],
+                defaultCapacityProviderStrategy=default_strategy,
+            )
+        minimal_config(monkeypatch, subnets=",".join(world.subnets), security_groups=world.security_group, **config)
+        executor = FargateExecutor()
+        executor.start()
+        described = calls(executor, "DescribeClusters")
+        try:
+            kwargs = executor.kwargs_builder.build(CMD, None)
+        finally:
+            executor.end()
+    assert kwargs.get("launchType") == expected_launch_type
+    assert "capacityProviderStrategy" not in kwargs  # ECS applies the default itself
+    assert described == []  # asked once, at start
