@@ -226,3 +226,15 @@ def test_check_and_show_config_read_a_teams_configuration(local, tmp_path):
     assert sources["cluster"] == "[aws_ecs_executor] cluster (env AIRFLOW__TEAM_A___AWS_ECS_EXECUTOR__CLUSTER)"
     no_team = airflow(tmp_path, "fargate", "check", "--offline", env=env)
     assert no_team.returncode == 1 and "missing required configuration" in no_team.stdout
+
+
+def test_local_endpoint_without_its_extra_says_which_extra_to_install():
+    script = (
+        "import sys; sys.modules['moto'] = None\n"
+        "from airflow_fargate.local.__main__ import main\n"
+        "sys.exit(main(['--help']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "pip install 'airflow-fargate[local]'" in result.stderr
+    assert "Traceback" not in result.stderr

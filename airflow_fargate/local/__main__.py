@@ -17,7 +17,10 @@ from dataclasses import fields
 from pathlib import Path
 
 from airflow_fargate.local.faults import Faults
-from airflow_fargate.local.server import LocalEcs, LocalEcsConfig
+
+MISSING_EXTRA = (
+    "airflow-fargate-local needs the 'local' extra (moto and its server): pip install 'airflow-fargate[local]'"
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,6 +45,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:  # moto comes with the 'local' extra; without it, say so (even for --help), no traceback
+        from airflow_fargate.local.server import LocalEcs, LocalEcsConfig
+    except ModuleNotFoundError as err:
+        if err.name and err.name.split(".")[0] in ("moto", "werkzeug", "flask", "flask_cors"):
+            print(f"{MISSING_EXTRA} ({err})", file=sys.stderr)
+            return 2
+        raise
     args = parse_args(argv)
     # Handlers first: a SIGTERM that arrives as soon as the env is printed must stop us cleanly.
     done = threading.Event()
