@@ -179,6 +179,49 @@ def check_image(definition: dict[str, Any], container: str, airflow_version: str
     return Check(name, Status.PASS, f"{image} matches the scheduler's Airflow {airflow_version}")
 
 
+def check_execution_config_function(settings: Any, builder: Any) -> Check | None:
+    """An execution_config_function's kwargs replace the section values: an option set beside it
+    that its result does not carry has no effect, and a cluster other than the executor's own
+    would launch tasks where the executor never looks for them."""
+    from airflow_fargate.compat import AIRFLOW_V3
+    from airflow_fargate.provenance import CONFIG_SETTINGS, leaves
+    from airflow_fargate.run_task import config_layer
+    from airflow_fargate.settings import option_label
+    from airflow_fargate.work import sample_command
+
+    if not settings.execution_config_function:
+        return None
+    name = "execution_config_function"
+    built = builder.base_layers(sample_command(AIRFLOW_V3))[0][1]
+    cluster = built.get("cluster")
+    if isinstance(cluster, str) and cluster.rsplit("/", 1)[-1] != settings.cluster.rsplit("/", 1)[-1]:
+        return Check(
+            name,
+            Status.FAIL,
+            f"it launches in cluster {cluster!r} but the executor describes, stops and adopts tasks in "
+            f"{settings.cluster!r} ({option_label('cluster')}): make them the same",
+        )
+    found = leaves(built)
+    dropped = sorted(
+        {
+            option_label(setting)
+            for path, value in leaves(config_layer(settings)).items()
+            if (setting := CONFIG_SETTINGS.get(path)) not in (None, "cluster")
+            and settings.sources.get(setting, "default") != "default"
+            and found.get(path) != value
+        }
+    )
+    if dropped:
+        return Check(
+            name,
+            Status.WARN,
+            "its kwargs replace the section values and do not carry "
+            + ", ".join(dropped)
+            + ": those settings have no effect (have the function read them, or put them in run_task_kwargs)",
+        )
+    return Check(name, Status.PASS, "its kwargs carry every section value set beside it")
+
+
 TAGGING_IAM = "ecs:TagResource on arn:aws:ecs:<region>:<account>:task/<cluster>/*"
 
 

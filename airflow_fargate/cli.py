@@ -72,7 +72,9 @@ def run_checks(offline: bool = False, team: str | None = None) -> list[Any]:
 
     try:
         settings = team_settings(team)
-        kwargs = RunTaskKwargsBuilder(settings).build(list(SAMPLE_COMMAND), None)
+        builder = RunTaskKwargsBuilder(settings)
+        kwargs = builder.build(list(SAMPLE_COMMAND), None)
+        function_check = checks.check_execution_config_function(settings, builder)
     except Exception as err:
         return [checks.Check("configuration", checks.Status.FAIL, str(err))]
     sections = sorted({s.split("]")[0] + "]" for s in settings.sources.values() if s.startswith("[")})
@@ -84,6 +86,8 @@ def run_checks(offline: bool = False, team: str | None = None) -> list[Any]:
             f"{kwargs.get('taskDefinition')!r}, container {settings.container_name!r}, region {settings.region_name})",
         )
     ]
+    if function_check is not None:
+        results.append(function_check)
     if offline:
         return results
     try:

@@ -17,7 +17,7 @@ from airflow.executors.base_executor import BaseExecutor
 
 from airflow_fargate import metadata_db, work
 from airflow_fargate.aws_session import AwsTarget, aws_target
-from airflow_fargate.checks import startup_problems
+from airflow_fargate.checks import Status, check_execution_config_function, startup_problems
 from airflow_fargate.compat import (
     command_for_adopted,
     record_connection_test_failure,
@@ -33,7 +33,7 @@ from airflow_fargate.logs import CloudWatchLogReader, FailureOutput, TaskOutput
 from airflow_fargate.ownership import ownership_tags, started_by
 from airflow_fargate.poller import Poller
 from airflow_fargate.run_task import RunTaskKwargsBuilder, names_launch_capacity
-from airflow_fargate.settings import ExecutorSettings, load_settings
+from airflow_fargate.settings import ExecutorSettings, load_settings, option_label
 from airflow_fargate.sweep import Action, Listed, OrphanSweeper, Ownership, Snapshot, decide
 from airflow_fargate.tracker import Outcome, TrackedTask, Tracker, Verdict
 
@@ -92,6 +92,11 @@ class FargateExecutor(BaseExecutor):
         default_strategy = self._cluster_default_strategy(settings)
         # builds and validates the configured kwargs
         self.kwargs_builder = RunTaskKwargsBuilder(settings, cluster_default_strategy=default_strategy)
+        function_check = check_execution_config_function(settings, self.kwargs_builder)
+        if function_check is not None and function_check.status is Status.FAIL:
+            raise FargateConfigError(f"{option_label('execution_config_function')}: {function_check.detail}")
+        if function_check is not None and function_check.status is Status.WARN:
+            self.log.warning("%s: %s", option_label("execution_config_function"), function_check.detail)
         self.ecs.launch_client  # noqa: B018 - create clients now, not inside the first heartbeats
         stats.gauge("fargate.tasks.running", 0)  # loads Airflow's metrics registry now, not in a heartbeat
         if settings.check_health_on_startup:

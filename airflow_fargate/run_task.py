@@ -18,10 +18,11 @@ from typing import Any
 import botocore.session
 from botocore.validate import ParamValidator
 
-from airflow_fargate.compat import import_string
+from airflow_fargate.compat import AIRFLOW_V3, import_string
 from airflow_fargate.errors import FargateConfigError, TaskConfigError, refuse_deep_nesting, shorten, shorten_lines
 from airflow_fargate.ownership import merge_tags, started_by
 from airflow_fargate.settings import ExecutorSettings, option_label
+from airflow_fargate.work import SAMPLE_TOKEN, sample_command
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,57 @@ def camelize_keys(value: Any, label: str, error: type[Exception], shape: Any = N
     if shape.type_name == "list" and isinstance(value, list):
         return [camelize_keys(item, label, error, shape.member) for item in value]
     return value
+
+
+TAG_PUNCTUATION = frozenset(" _.:/=+-@")
+
+
+def _tag_text_ok(text: str) -> bool:
+    return all(char.isalnum() or char in TAG_PUNCTUATION for char in text)
+
+
+def tag_problems(kwargs: Mapping[str, Any]) -> str | None:
+    """What ECS would refuse in the tags (botocore does not check character sets): keys of 1-128
+    and values of up to 256 letters, digits, spaces and _ . : / = + - @, no aws: prefix, 50 tags."""
+    tags = kwargs.get("tags")
+    if not isinstance(tags, list):
+        return None
+    if len(tags) > 50:
+        return f"tags: {len(tags)} tags, ECS allows 50 per task (the executor adds up to 10 of its own)"
+    for index, tag in enumerate(tags):
+        if not isinstance(tag, Mapping):
+            continue
+        key, value = tag.get("key"), tag.get("value", "")
+        if isinstance(key, str) and (
+            not 1 <= len(key) <= 128 or not _tag_text_ok(key) or key.lower().startswith("aws:")
+        ):
+            return f"tags[{index}].key {shorten(key)}: ECS allows 1-128 letters, digits, spaces and _ . : / = + - @"
+        if isinstance(value, str) and (len(value) > 256 or not _tag_text_ok(value)):
+            return (
+                f"tags[{index}].value {shorten(value)}: ECS allows up to 256 letters, digits, spaces and "
+                "_ . : / = + - @ (a task's command, for one, is not a valid tag value)"
+            )
+    return None
+
+
+def token_copies(kwargs: Mapping[str, Any], command: Sequence[str]) -> list[str]:
+    """Paths of kwargs that hold the sample command's token outside the command itself."""
+    found: list[str] = []
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}" if path else str(key))
+        elif isinstance(value, list):
+            if value == list(command):
+                return  # the command where it belongs
+            for index, item in enumerate(value):
+                walk(item, f"{path}[{index}]")
+        elif isinstance(value, str) and SAMPLE_TOKEN[:24] in value:
+            found.append(path)
+
+    walk(kwargs, "")
+    return found
 
 
 def validation_errors(kwargs: Mapping[str, Any]) -> str | None:
@@ -231,8 +283,16 @@ class RunTaskKwargsBuilder:
         self._static_base = None if self._custom else config_layer(settings)
         self._valid_configs: set[str] = set()
         self._warned: set[str] = set()
-        # Fail at scheduler start, not on the first task, if the configured layers are invalid.
-        self.build(list(SAMPLE_COMMAND), None)
+        # Fail at scheduler start, not on the first task, if the configured layers are invalid,
+        # with a command shaped like a real task's (an execution_config_function sees it).
+        sample = sample_command(AIRFLOW_V3)
+        leaked = token_copies(self.build(sample, None), sample)
+        if leaked:
+            raise FargateConfigError(
+                f"The run_task kwargs built from {self._sources()} copy the task's command, which carries its "
+                f"execution-API token, into {', '.join(leaked)}: anyone who can describe the ECS task could "
+                "read it. Keep the command out of tags and other fields."
+            )
 
     def base_layers(self, command: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
         """The configured layers, lowest first, named for show-config: the section values (or the
@@ -338,9 +398,10 @@ class RunTaskKwargsBuilder:
                 f"Set {option_label('task_definition')}: the task definition to run (family, family:revision or "
                 f"ARN), or taskDefinition in {option_label('run_task_kwargs')}."
             )
-        problems = validation_errors(kwargs)
+        problems = tag_problems(kwargs) or validation_errors(kwargs)
         if problems:
-            if task_layer and validation_errors(self._assemble(base, {}, command)) is None:
+            without_task = self._assemble(base, {}, command, owner_tags)
+            if task_layer and (tag_problems(without_task) or validation_errors(without_task)) is None:
                 raise TaskConfigError(f"executor_config gives invalid ECS run_task kwargs: {problems}")
             raise FargateConfigError(f"The ECS run_task kwargs built from {self._sources()} are invalid: {problems}")
         return kwargs

@@ -9,6 +9,7 @@ task commands (lists) instead, which need no translation.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,41 @@ EXIT_CODE_RUNNER = (
     "workload = TypeAdapter(workloads.All).validate_json(sys.argv[2])\n"
     "sys.exit(BaseExecutor.run_workload(workload, subprocess_logs_to_stdout=True))\n"
 )
+
+
+# What execution_config_functions and tag rules are validated with at scheduler start: a command
+# shaped like a real task's, so a function that tags tasks with (parts of) their command fails
+# there and not on every launch. The token is a recognisable non-secret.
+SAMPLE_TOKEN = "eyJhbGciOiJIUzUxMiJ9.c2FtcGxlIHRva2VuLCBub3QgYSBzZWNyZXQ.c2FtcGxlLXNpZ25hdHVyZQ"
+_SAMPLE_RUN_ID = "manual__2026-01-01T00:00:00+00:00"
+
+
+def sample_command(airflow_v3: bool) -> list[str]:
+    """A container command as real as a task try's (Airflow 3 workload JSON, or Airflow 2's CLI)."""
+    if not airflow_v3:
+        return ["airflow", "tasks", "run", "sample_dag", "sample_task", _SAMPLE_RUN_ID, "--local", "--subdir",
+                "DAGS_FOLDER/sample.py"]  # fmt: skip
+    payload = {
+        "token": SAMPLE_TOKEN,
+        "ti": {
+            "id": "01936a4e-0000-7000-8000-000000000000",
+            "dag_version_id": "01936a4e-0000-7000-8000-000000000001",
+            "task_id": "sample_task",
+            "dag_id": "sample_dag",
+            "run_id": _SAMPLE_RUN_ID,
+            "try_number": 1,
+            "map_index": -1,
+            "pool_slots": 1,
+            "queue": "default",
+            "priority_weight": 1,
+            "executor_config": None,
+        },
+        "dag_rel_path": "dags/sample.py",
+        "bundle_info": {"name": "dags-folder", "version": None},
+        "log_path": f"dag_id=sample_dag/run_id={_SAMPLE_RUN_ID}/task_id=sample_task/attempt=1.log",
+        "type": "ExecuteTask",
+    }
+    return ["python", "-m", WORKLOAD_MODULE, "--json-string", json.dumps(payload)]
 
 
 class UnsupportedWorkload(TypeError):

@@ -46,3 +46,23 @@ def count_factory():
 
 
 NOT_CALLABLE = 42
+
+
+def command_tag_factory():
+    """The mistake the first shipped example made: the command (workload JSON, token) as a tag."""
+    return lambda command: {
+        "cluster": "c",
+        "taskDefinition": "td",
+        "tags": [{"key": "airflow-command", "value": " ".join(command)[:256]}],
+    }
+
+
+def token_env_factory():
+    """Copies the whole command into another container's environment."""
+    return lambda command: {
+        "cluster": "c",
+        "taskDefinition": "td",
+        "overrides": {
+            "containerOverrides": [{"name": "sidecar", "environment": [{"name": "CMD", "value": " ".join(command)}]}]
+        },
+    }

@@ -123,3 +123,72 @@ def test_neither_launch_type_nor_strategy_uses_the_clusters_default(
     assert kwargs.get("launchType") == expected_launch_type
     assert "capacityProviderStrategy" not in kwargs  # ECS applies the default itself
     assert described == []  # asked once, at start
+
+
+# ---- examples and execution_config_functions that would fail on real ECS -----------------------
+
+
+def legacy(monkeypatch, function: str, **options):
+    from tests.helpers import set_config
+
+    values = {"region": "us-east-1", "cluster": "c", "container_name": "base", "task_definition": "td"}
+    set_config(monkeypatch, "fargate", **{**values, "execution_config_function": function, **options})
+    return load_settings()
+
+
+def test_the_shipped_example_gives_valid_kwargs_for_a_real_workload_and_keeps_the_section_values(monkeypatch):
+    from airflow_fargate.checks import Status, check_execution_config_function
+    from airflow_fargate.compat import AIRFLOW_V3
+    from airflow_fargate.run_task import tag_problems, token_copies
+    from airflow_fargate.work import sample_command
+
+    settings = legacy(
+        monkeypatch,
+        "airflow_fargate.config.example_execution_config.make_builder",
+        subnets="subnet-1",
+        security_groups="sg-1",
+        assign_public_ip="ENABLED",
+    )
+    builder = RunTaskKwargsBuilder(settings)
+    command = sample_command(AIRFLOW_V3)
+    kwargs = builder.build(command, None)
+    assert tag_problems(kwargs) is None and token_copies(kwargs, command) == []
+    assert kwargs["networkConfiguration"]["awsvpcConfiguration"] == {
+        "subnets": ["subnet-1"],
+        "securityGroups": ["sg-1"],
+        "assignPublicIp": "ENABLED",
+    }
+    check = check_execution_config_function(settings, builder)
+    assert check is not None and check.status is Status.PASS
+
+
+def test_a_function_that_tags_tasks_with_their_command_is_refused_at_start(monkeypatch):
+    settings = legacy(monkeypatch, "tests.fixtures_execution_config.command_tag_factory")
+    with pytest.raises(FargateConfigError, match=r"tags\[0\]\.value .*not a valid tag value|copy the task's command"):
+        RunTaskKwargsBuilder(settings)
+
+
+def test_a_function_that_copies_the_token_elsewhere_is_refused_naming_where(monkeypatch):
+    settings = legacy(monkeypatch, "tests.fixtures_execution_config.token_env_factory")
+    with pytest.raises(FargateConfigError, match=r"execution-API token, into overrides\.containerOverrides"):
+        RunTaskKwargsBuilder(settings)
+
+
+def test_options_a_function_drops_are_named_at_start_and_another_cluster_is_refused(monkeypatch, capfd):
+    from airflow_fargate.checks import Status, check_execution_config_function
+
+    settings = legacy(monkeypatch, "tests.fixtures_execution_config.good_factory", cluster="from-function",
+                      subnets="subnet-1", security_groups="sg-1")  # fmt: skip
+    check = check_execution_config_function(settings, RunTaskKwargsBuilder(settings))
+    assert check is not None and check.status is Status.WARN
+    assert "[fargate] security_groups" in check.detail and "[fargate] subnets" in check.detail
+    settings = legacy(monkeypatch, "tests.fixtures_execution_config.good_factory", cluster="tracked")
+    check = check_execution_config_function(settings, RunTaskKwargsBuilder(settings))
+    assert check is not None and check.status is Status.FAIL and "'from-function'" in check.detail
+
+
+def test_invalid_tag_in_executor_config_fails_that_task_only(monkeypatch):
+    with pytest.raises(TaskConfigError, match=r"tags\[0\]\.value"):
+        build(monkeypatch, {"tags": [{"key": "cmd", "value": '{"json": "x"}'}]}, run_task_kwargs="{}")
+    with pytest.raises(FargateConfigError, match=r"tags\[0\]\.key"):
+        build(monkeypatch, run_task_kwargs='{"tags": [{"key": "aws:reserved", "value": "x"}]}')
