@@ -8,10 +8,13 @@ PYTEST_ARGS ?=
 
 .PHONY: venv lint typecheck unit test test-airflow3 test-airflow2 demo bench docs clean postgres
 
+# The Airflow 3 venv has apache-airflow-providers-amazon too, as the apache/airflow image and most
+# AWS deployments do (tests/test_provider_compat.py checks the two coexist); the Airflow 2 venv
+# below has not, so both situations are tested.
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(PY) -e '.[test]'
+	$(BIN)/uv pip install --quiet --python $(PY) -e '.[test]' apache-airflow-providers-amazon
 	touch $(STAMP)
 
 venv: $(STAMP)

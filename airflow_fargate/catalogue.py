@@ -35,11 +35,26 @@ class Option:
 
 @functools.cache
 def raw_catalogue() -> dict[str, Any]:
-    """The parsed YAML, sections -> {description, options}."""
+    """The parsed YAML, sections -> {description, options}, with a [fargate] twin (same name, no
+    default) of every [aws_ecs_executor] option the legacy spelling lacks.
+
+    [fargate] is the section only this package declares: with apache-airflow-providers-amazon
+    installed, Airflow lists that provider's declaration of [aws_ecs_executor] instead of ours,
+    and every option of ours must still be listed (and settable) somewhere."""
     text = resources.files("airflow_fargate.config").joinpath("options.yaml").read_text("utf-8")
     data = yaml.safe_load(text)
     if set(data) != {MODERN_SECTION, LEGACY_SECTION}:
         raise RuntimeError(f"options.yaml must define exactly [{MODERN_SECTION}] and [{LEGACY_SECTION}]")
+    legacy = data[LEGACY_SECTION]["options"]
+    covered = {spec.get("setting", name) for name, spec in legacy.items()}
+    for name, spec in data[MODERN_SECTION]["options"].items():
+        if spec.get("setting", name) not in covered and name not in legacy:
+            legacy[name] = {
+                **{k: v for k, v in spec.items() if k not in ("default", "required")},
+                "description": f"Same as [{MODERN_SECTION}] {name}: " + " ".join(str(spec["description"]).split()),
+                "default": None,
+                "setting": spec.get("setting", name),
+            }
     return data
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from airflow_fargate.catalogue import options
+from airflow_fargate.catalogue import LEGACY_SECTION, MODERN_SECTION, options
 from airflow_fargate.errors import FargateConfigError, refuse_deep_nesting, shorten, shorten_lines
 from airflow_fargate.ownership import default_deployment_id
 
@@ -72,53 +72,94 @@ def option_label(setting: str) -> str:
     return " or ".join(spellings) if spellings else setting
 
 
+def _env_name(section: str, key: str, team: str | None) -> str:
+    prefix = f"AIRFLOW__{team.upper()}___" if team else "AIRFLOW__"
+    return f"{prefix}{section.upper()}__{key.upper()}"
+
+
+def _from_env(section: str, key: str, team: str | None) -> str | None:
+    """The env var (or its _CMD/_SECRET form) that sets this option, if any."""
+    env = _env_name(section, key, team)
+    return next((env + suffix for suffix in ("", "_CMD", "_SECRET") if env + suffix in os.environ), None)
+
+
+def _declared_default(conf: ConfigSource, section: str, key: str) -> str | None:
+    """The default some installed package declares for this option (ours, or with
+    apache-airflow-providers-amazon installed, that provider's for [aws_ecs_executor])."""
+    getter = getattr(conf, "get_default_value", None)
+    if getter is None:
+        return None
+    try:
+        value = getter(section, key, fallback=None)
+    except Exception:
+        return None
+    return None if value is None else str(value)
+
+
+def _is_explicit(conf: ConfigSource, opt: Any, key: str, value: str, team: str | None) -> bool:
+    """Chosen by the operator, as opposed to a declared default: Airflow writes every declared
+    default into the airflow.cfg it generates, and with apache-airflow-providers-amazon installed
+    [aws_ecs_executor] answers with that provider's defaults (assign_public_ip False,
+    platform_version LATEST). A value equal to a declared default counts only from an env var."""
+    if _from_env(opt.section, key, team):
+        return True
+    defaults = (opt.default, _declared_default(conf, opt.section, key))
+    return value.strip() not in {d.strip() for d in defaults if d is not None}
+
+
 def _source(section: str, key: str, value: str, default: str | None, team: str | None = None) -> str:
     """Where a value came from, for `show-config` and messages."""
-    env = f"AIRFLOW__{team.upper()}___" if team else "AIRFLOW__"
-    env += f"{section.upper()}__{key.upper()}"
-    for suffix in ("", "_CMD", "_SECRET"):
-        if env + suffix in os.environ:
-            return f"[{section}] {key} (env {env + suffix})"
+    env = _from_env(section, key, team)
+    if env:
+        return f"[{section}] {key} (env {env})"
     if default is not None and value == default:
         return "default"
     return f"[{section}] {key} (airflow.cfg)"
 
 
+def _read(conf: ConfigSource, section: str, name: str) -> str | None:
+    try:
+        value = conf.get(section, name, fallback=None)
+    except Exception as err:  # e.g. a bare % in airflow.cfg (interpolation), a failing _cmd
+        raise FargateConfigError(f"[{section}] {name}: cannot read the value: {err}") from None
+    return str(value) if value is not None and str(value).strip() else None
+
+
 def _raw_values(conf: ConfigSource) -> tuple[dict[str, str], dict[str, str]]:
     """Setting name -> raw string and -> source, applying modern-over-legacy precedence.
 
-    Options with a [fargate] twin have no default, so any non-empty value was set by the user;
-    a value equal to the catalogue default loses to any other spelling that differs from it.
-    """
+    Only values the operator set count; anything else gets the catalogue default. With
+    [fargate] ignore_aws_ecs_executor_section, [aws_ecs_executor] is not read at all."""
+    team = getattr(conf, "team_name", None)
+    own_only = _read(conf, LEGACY_SECTION, "ignore_aws_ecs_executor_section")
+    skip_modern = own_only is not None and _bool("ignore_aws_ecs_executor_section", own_only)
     candidates: dict[str, list[tuple[str, str, str, str | None]]] = {}
     for opt in options():  # modern section first, so it wins
+        if skip_modern and opt.section == MODERN_SECTION:
+            continue
         for name in [opt.name] + (["conn_id"] if opt.name == "aws_conn_id" else []):
-            try:
-                value = conf.get(opt.section, name, fallback=None)
-            except Exception as err:  # e.g. a bare % in airflow.cfg (interpolation), a failing _cmd
-                raise FargateConfigError(f"[{opt.section}] {name}: cannot read the value: {err}") from None
-            if value is not None and str(value).strip():
-                candidates.setdefault(opt.setting, []).append((opt.section, name, str(value), opt.default))
+            value = _read(conf, opt.section, name)
+            if value is not None and _is_explicit(conf, opt, name, value, team):
+                candidates.setdefault(opt.setting, []).append((opt.section, name, value, opt.default))
     values: dict[str, str] = {}
     sources: dict[str, str] = {}
     for setting, found in candidates.items():
-        explicit = [c for c in found if c[3] is None or c[2] != c[3]] or found
-        section, name, value, default = explicit[0]
-        for other_section, other_name, other_value, _ in explicit[1:]:
+        section, name, value, default = found[0]
+        for other_section, other_name, other_value, _ in found[1:]:
             if other_section != section and other_value.strip() != value.strip():
                 log.warning(
-                    "[%s] %s=%r and [%s] %s=%r are both set; using [%s] %s.",
+                    "[%s] %s=%s and [%s] %s=%s are both set; using [%s] %s.",
                     section,
                     name,
-                    value,
+                    shorten(value),
                     other_section,
                     other_name,
-                    other_value,
+                    shorten(other_value),
                     section,
                     name,
                 )
         values[setting] = value
-        sources[setting] = _source(section, name, value, default, getattr(conf, "team_name", None))
+        sources[setting] = _source(section, name, value, default, team)
     for opt in options():
         if opt.setting not in values and opt.default is not None:
             values[opt.setting] = opt.default
@@ -232,6 +273,14 @@ def load_settings(conf: ConfigSource | None = None) -> ExecutorSettings:
     missing = [opt.setting for opt in options() if opt.required and not clean.get(opt.setting)]
     if missing:
         team = getattr(conf, "team_name", None)
+        own_only = _read(conf, LEGACY_SECTION, "ignore_aws_ecs_executor_section")
+        if own_only is not None and _bool("ignore_aws_ecs_executor_section", own_only):
+            missing_in = "; ".join(f"set [{LEGACY_SECTION}] {o.name}" for o in options()
+                                   if o.section == LEGACY_SECTION and o.setting in missing)  # fmt: skip
+            raise FargateConfigError(
+                f"[{LEGACY_SECTION}] ignore_aws_ecs_executor_section is set, so only [{LEGACY_SECTION}] is read, "
+                f"and it lacks required configuration: {missing_in}."
+            )
         raise FargateConfigError(
             (f"FargateExecutor of team {team!r} (team values: AIRFLOW__{team.upper()}___SECTION__KEY) " if team else "")
             + "FargateExecutor is missing required configuration: "

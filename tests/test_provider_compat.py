@@ -4,9 +4,12 @@ setting, the cluster's default capacity provider strategy, and errors Airflow re
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 from airflow.exceptions import AirflowConfigException, AirflowException
 
+from airflow_fargate.compat import AIRFLOW_V3
 from airflow_fargate.errors import FargateConfigError, TaskConfigError
 from airflow_fargate.executor import FargateExecutor
 from airflow_fargate.run_task import RunTaskKwargsBuilder
@@ -162,12 +165,19 @@ def test_the_shipped_example_gives_valid_kwargs_for_a_real_workload_and_keeps_th
     assert check is not None and check.status is Status.PASS
 
 
+AIRFLOW3_COMMAND = pytest.mark.skipif(
+    not AIRFLOW_V3, reason="Airflow 2's command (airflow tasks run ...) carries no token and fits in a tag"
+)
+
+
+@AIRFLOW3_COMMAND
 def test_a_function_that_tags_tasks_with_their_command_is_refused_at_start(monkeypatch):
     settings = legacy(monkeypatch, "tests.fixtures_execution_config.command_tag_factory")
     with pytest.raises(FargateConfigError, match=r"tags\[0\]\.value .*not a valid tag value|copy the task's command"):
         RunTaskKwargsBuilder(settings)
 
 
+@AIRFLOW3_COMMAND
 def test_a_function_that_copies_the_token_elsewhere_is_refused_naming_where(monkeypatch):
     settings = legacy(monkeypatch, "tests.fixtures_execution_config.token_env_factory")
     with pytest.raises(FargateConfigError, match=r"execution-API token, into overrides\.containerOverrides"):
@@ -192,3 +202,56 @@ def test_invalid_tag_in_executor_config_fails_that_task_only(monkeypatch):
         build(monkeypatch, {"tags": [{"key": "cmd", "value": '{"json": "x"}'}]}, run_task_kwargs="{}")
     with pytest.raises(FargateConfigError, match=r"tags\[0\]\.key"):
         build(monkeypatch, run_task_kwargs='{"tags": [{"key": "aws:reserved", "value": "x"}]}')
+
+
+# ---- beside apache-airflow-providers-amazon (installed in the Airflow 3 test venv, as in the apache/airflow image) --
+
+PROVIDER_INSTALLED = importlib.util.find_spec("airflow.providers.amazon") is not None
+with_provider = pytest.mark.skipif(not PROVIDER_INSTALLED, reason="apache-airflow-providers-amazon is not installed")
+
+
+@with_provider
+def test_the_providers_defaults_never_override_fargate_values(monkeypatch, caplog):
+    from airflow.configuration import conf
+
+    set_config(monkeypatch, "fargate", region="r", cluster="c", container_name="x", task_definition="td",
+               assign_public_ip="True", platform_version="1.3.0")  # fmt: skip
+    assert conf.get("aws_ecs_executor", "assign_public_ip") == "False"  # the provider's declared default
+    with caplog.at_level("WARNING", logger="airflow_fargate.settings"):
+        settings = load_settings()
+    assert (settings.assign_public_ip, settings.platform_version) == (True, "1.3.0")
+    assert settings.run_task_rate == 20.0 and settings.max_run_task_attempts == 3  # our defaults
+    assert not [r for r in caplog.records if "both set" in r.getMessage()]
+
+
+@with_provider
+def test_an_explicit_aws_ecs_executor_value_still_wins_with_one_warning(monkeypatch, caplog):
+    set_config(monkeypatch, "fargate", region="r", cluster="c", container_name="x", platform_version="1.3.0")
+    set_config(monkeypatch, "aws_ecs_executor", platform_version="1.4.0")
+    with caplog.at_level("WARNING", logger="airflow_fargate.settings"):
+        assert load_settings().platform_version == "1.4.0"
+    assert len([r for r in caplog.records if "both set" in r.getMessage()]) == 1
+
+
+@with_provider
+def test_fargate_executor_and_the_providers_executor_configured_side_by_side(monkeypatch):
+    from airflow.configuration import conf
+    from airflow.providers.amazon.aws.executors.ecs.ecs_executor_config import build_task_kwargs
+
+    set_config(monkeypatch, "aws_ecs_executor", region_name="eu-west-1", cluster="provider-tasks",
+               container_name="worker", task_definition="provider-td", launch_type="FARGATE", subnets="subnet-p")  # fmt: skip
+    set_config(monkeypatch, "fargate", ignore_aws_ecs_executor_section="True", region="us-east-1",
+               cluster="fargate-tasks", container_name="base", task_definition="fargate-td")  # fmt: skip
+    ours = load_settings()
+    assert (ours.cluster, ours.region_name, ours.task_definition, ours.subnets) == (
+        "fargate-tasks", "us-east-1", "fargate-td", ()
+    )  # fmt: skip
+    theirs = build_task_kwargs(conf)
+    assert (theirs["cluster"], theirs["taskDefinition"]) == ("provider-tasks", "provider-td")
+
+
+def test_reading_only_the_fargate_section_says_so_when_it_lacks_a_required_key(monkeypatch):
+    set_config(monkeypatch, "aws_ecs_executor", region_name="eu-west-1", cluster="c", container_name="w")
+    set_config(monkeypatch, "fargate", ignore_aws_ecs_executor_section="True", region="us-east-1")
+    with pytest.raises(FargateConfigError, match=r"only \[fargate\] is read.*set \[fargate\] cluster"):
+        load_settings()
