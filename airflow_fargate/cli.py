@@ -95,7 +95,7 @@ def run_checks(offline: bool = False, team: str | None = None) -> list[Any]:
     except Exception as err:
         return [*results, checks.Check("credentials", checks.Status.FAIL, f"cannot build an AWS session: {err}")]
     results.append(checks.check_credentials(target.session))
-    ecs = target.session.client("ecs", endpoint_url=target.endpoint_url)
+    ecs = target.client("ecs")
     results.append(checks.check_cluster(ecs, settings.cluster))
     results.extend(checks.check_task_tagging(ecs, settings.cluster))
     task_definition_check, definition = checks.check_task_definition(
@@ -106,9 +106,7 @@ def run_checks(offline: bool = False, team: str | None = None) -> list[Any]:
         return results
 
     def logs_client(region: str | None) -> Any:
-        return target.session.client(
-            "logs", region_name=region or settings.region_name, endpoint_url=target.endpoint_url
-        )
+        return target.client("logs", region_name=region or settings.region_name)
 
     results.append(checks.check_network(definition, kwargs))
     results.append(checks.check_awslogs(definition, settings.container_name, logs_client))

@@ -67,7 +67,7 @@ class EcsClient:
 
     def _make_client(self, config: Config) -> Any:
         target = self._target_factory()
-        return target.session.client("ecs", endpoint_url=target.endpoint_url, config=config)
+        return target.client("ecs", config=config)
 
     @property
     def client(self) -> Any:

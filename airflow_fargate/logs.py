@@ -97,9 +97,7 @@ class CloudWatchLogReader:
         region = region or self._default_region
         if region not in self._clients:
             target = self._target_factory()
-            self._clients[region] = target.session.client(
-                "logs", region_name=region, endpoint_url=target.endpoint_url, config=LOGS_CONFIG
-            )
+            self._clients[region] = target.client("logs", region_name=region, config=LOGS_CONFIG)
         return self._clients[region]
 
     def read(self, where: LogStream, *, tail: int | None = None) -> LogRead:

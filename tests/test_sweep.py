@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from airflow.models.taskinstancekey import TaskInstanceKey
 
+from airflow_fargate.aws_session import AwsTarget
 from airflow_fargate.ecs import EcsClient
 from airflow_fargate.metadata_db import TryRow
 from airflow_fargate.ownership import ownership_tags, read_owner, started_by
@@ -125,7 +126,7 @@ def sweeper_for(world: Any) -> tuple[OrphanSweeper, EcsClient]:
     import boto3
 
     session = boto3.session.Session(region_name="us-east-1")
-    client = EcsClient(lambda: SimpleNamespace(session=session, endpoint_url=None), CLUSTER)
+    client = EcsClient(lambda: AwsTarget(session), CLUSTER)
     sweeper = OrphanSweeper(
         lambda pace: client.list_running_arns(started_by(DEPLOYMENT), pace),
         client.describe_with_tags,
