@@ -181,8 +181,7 @@ def check_image(definition: dict[str, Any], container: str, airflow_version: str
 
 def check_execution_config_function(settings: Any, builder: Any) -> Check | None:
     """An execution_config_function's kwargs replace the section values: an option set beside it
-    that its result does not carry has no effect, and a cluster other than the executor's own
-    would launch tasks where the executor never looks for them."""
+    that its result does not carry has no effect (another cluster is refused by the builder)."""
     from airflow_fargate.compat import AIRFLOW_V3
     from airflow_fargate.provenance import CONFIG_SETTINGS, leaves
     from airflow_fargate.run_task import config_layer
@@ -193,14 +192,6 @@ def check_execution_config_function(settings: Any, builder: Any) -> Check | None
         return None
     name = "execution_config_function"
     built = builder.base_layers(sample_command(AIRFLOW_V3))[0][1]
-    cluster = built.get("cluster")
-    if isinstance(cluster, str) and cluster.rsplit("/", 1)[-1] != settings.cluster.rsplit("/", 1)[-1]:
-        return Check(
-            name,
-            Status.FAIL,
-            f"it launches in cluster {cluster!r} but the executor describes, stops and adopts tasks in "
-            f"{settings.cluster!r} ({option_label('cluster')}): make them the same",
-        )
     found = leaves(built)
     dropped = sorted(
         {

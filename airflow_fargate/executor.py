@@ -93,8 +93,6 @@ class FargateExecutor(BaseExecutor):
         # builds and validates the configured kwargs
         self.kwargs_builder = RunTaskKwargsBuilder(settings, cluster_default_strategy=default_strategy)
         function_check = check_execution_config_function(settings, self.kwargs_builder)
-        if function_check is not None and function_check.status is Status.FAIL:
-            raise FargateConfigError(f"{option_label('execution_config_function')}: {function_check.detail}")
         if function_check is not None and function_check.status is Status.WARN:
             self.log.warning("%s: %s", option_label("execution_config_function"), function_check.detail)
         self.ecs.launch_client  # noqa: B018 - create clients now, not inside the first heartbeats

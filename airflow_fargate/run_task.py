@@ -393,6 +393,14 @@ class RunTaskKwargsBuilder:
             kwargs = self._assemble(base, task_layer, command, owner_tags)
         except (TypeError, AttributeError, ValueError) as err:  # shapes no merge can make sense of
             raise TaskConfigError(f"executor_config cannot be merged into the run_task kwargs: {err}") from None
+        cluster = kwargs.get("cluster")
+        if isinstance(cluster, str) and cluster.rsplit("/", 1)[-1] != self.settings.cluster.rsplit("/", 1)[-1]:
+            where = "executor_config" if "cluster" in task_layer else self._sources()
+            error = TaskConfigError if "cluster" in task_layer else FargateConfigError
+            raise error(
+                f"{where} launches in cluster {shorten(cluster)} but the executor describes, stops and adopts tasks "
+                f"in {self.settings.cluster!r} ({option_label('cluster')}): set the cluster there instead."
+            )
         if "taskDefinition" not in kwargs and "taskDefinition" not in task_layer:
             raise FargateConfigError(
                 f"Set {option_label('task_definition')}: the task definition to run (family, family:revision or "

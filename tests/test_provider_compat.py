@@ -193,8 +193,8 @@ def test_options_a_function_drops_are_named_at_start_and_another_cluster_is_refu
     assert check is not None and check.status is Status.WARN
     assert "[fargate] security_groups" in check.detail and "[fargate] subnets" in check.detail
     settings = legacy(monkeypatch, "tests.fixtures_execution_config.good_factory", cluster="tracked")
-    check = check_execution_config_function(settings, RunTaskKwargsBuilder(settings))
-    assert check is not None and check.status is Status.FAIL and "'from-function'" in check.detail
+    with pytest.raises(FargateConfigError, match=r"launches in cluster 'from-function' but .* in 'tracked'"):
+        RunTaskKwargsBuilder(settings)
 
 
 def test_invalid_tag_in_executor_config_fails_that_task_only(monkeypatch):

@@ -102,7 +102,7 @@ RTK = (
         # executor_config beats run_task_kwargs
         ({"rtk": RTK, "exec": {"platformVersion": "1.2.0"}}, "platformVersion", "1.2.0"),
         # executor_config beats config when run_task_kwargs is silent
-        ({"config": {"cluster": "c1"}, "exec": {"cluster": "c2"}}, "cluster", "c2"),
+        ({"config": {"task_definition": "td:1"}, "exec": {"taskDefinition": "td:2"}}, "taskDefinition", "td:2"),
         # lists that are not name-keyed are replaced, not appended
         (
             {"rtk": RTK, "exec": {"tags": [{"key": "layer", "value": "exec"}]}},
@@ -278,13 +278,14 @@ def test_execution_config_function_replaces_the_base_and_later_layers_apply(monk
     b = legacy_builder(
         monkeypatch,
         "tests.fixtures_execution_config.good_factory",
+        cluster="from-function",  # the cluster the executor tracks must be the one the function launches in
         run_task_kwargs='{"startedBy": "rtk", "overrides": {"containerOverrides": [{"name": "base", "memory": 2048}]}}',
     )
     kwargs = b.build(
         CMD, {"overrides": {"containerOverrides": [{"name": "base", "environment": [{"name": "A", "value": "exec"}]}]}}
     )
     assert fx.CALLS[-1] == CMD  # the builder sees the task's command
-    assert kwargs["cluster"] == "from-function"  # the function's base replaced the config layer
+    assert kwargs["cluster"] == "from-function"
     assert kwargs["taskDefinition"] == "fn-td"
     assert kwargs["startedBy"].startswith("airflow-fargate/db-")  # the executor's own, over every layer
     base = container(kwargs)
@@ -377,3 +378,12 @@ def test_huge_count_is_shortened_in_the_message(monkeypatch):
     with pytest.raises(TaskConfigError) as err:
         builder(monkeypatch).build(CMD, {"count": 10**5000})
     assert len(str(err.value)) < 300
+
+
+def test_a_task_launched_in_another_cluster_than_the_tracked_one_is_refused(monkeypatch):
+    b = builder(monkeypatch)
+    with pytest.raises(TaskConfigError, match="executor_config launches in cluster 'elsewhere'"):
+        b.build(CMD, {"cluster": "elsewhere"})
+    assert b.build(CMD, {"cluster": "arn:aws:ecs:us-east-1:1:cluster/airflow-tasks"})["cluster"].endswith(
+        "airflow-tasks"
+    )
