@@ -13,6 +13,7 @@ always puts ``command`` into the container named by ``container_name``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,37 +22,19 @@ def make_builder() -> Callable[[Sequence[str]], dict[str, Any]]:
     """Read configuration once (both sections, as the executor does); return the per-task builder.
 
     The builder's result replaces the kwargs the executor would build from the section values,
-    so it carries every one of them that is set (the executor warns at start about any it drops)."""
+    so it starts from exactly those (the executor warns at start about any a builder drops) and
+    adds to them."""
+    from airflow_fargate.run_task import config_layer
     from airflow_fargate.settings import load_settings
 
-    settings = load_settings()
-    network: dict[str, Any] = {}
-    if settings.subnets:
-        network["subnets"] = list(settings.subnets)
-    if settings.security_groups:
-        network["securityGroups"] = list(settings.security_groups)
-    if settings.assign_public_ip is not None and (network or settings.assign_public_ip):
-        network["assignPublicIp"] = "ENABLED" if settings.assign_public_ip else "DISABLED"
+    base = config_layer(load_settings())  # cluster, task definition, launch type, network, ...
 
     def build(command: Sequence[str]) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "cluster": settings.cluster,
-            "propagateTags": "TASK_DEFINITION",
-            # The executor adds startedBy and tags naming the try (airflow-fargate:dag_id, ...);
-            # never tag with the command: on Airflow 3 it is the workload JSON with its token.
-            "tags": [{"key": "managed-by", "value": "airflow"}],
-            "overrides": {"containerOverrides": [{"name": settings.container_name, "command": list(command)}]},
-        }
-        if settings.task_definition:
-            kwargs["taskDefinition"] = settings.task_definition
-        if settings.launch_type:
-            kwargs["launchType"] = settings.launch_type
-        if settings.capacity_provider_strategy:
-            kwargs["capacityProviderStrategy"] = [dict(item) for item in settings.capacity_provider_strategy]
-        if settings.platform_version:
-            kwargs["platformVersion"] = settings.platform_version
-        if network:
-            kwargs["networkConfiguration"] = {"awsvpcConfiguration": dict(network)}
+        kwargs = copy.deepcopy(base)
+        kwargs["propagateTags"] = "TASK_DEFINITION"
+        # The executor adds startedBy and tags naming the try (airflow-fargate:dag_id, ...);
+        # never tag with the command: on Airflow 3 it is the workload JSON with its token.
+        kwargs["tags"] = [{"key": "managed-by", "value": "airflow"}]
         return kwargs
 
     return build

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from airflow_fargate.local.stack import AirflowStack
+from tests.helpers import wait_until
 
 # RunTask starts each task at once but answers late (a killed scheduler never learns the ARN), and
 # tasks created meanwhile stay PROVISIONING long enough that an orphan nobody stops would start.
@@ -17,16 +16,6 @@ SLOW_ANSWERS = {"run_task_response_delay_s": 8.0, "provision_delay_s": 90.0}
 def set_faults(stack: AirflowStack, **switches: Any) -> None:
     assert stack.ecs is not None
     stack.ecs.control("/_local/faults", switches)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise TimeoutError(what)
 
 
 def wait_for_run_task_calls(stack: AirflowStack, more_than: int) -> None:

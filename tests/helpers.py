@@ -160,6 +160,17 @@ class MotoEcs:
         return [arn for tasks in self.backend().tasks.values() for arn in tasks]
 
 
+def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned), or TimeoutError(what)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(what)
+
+
 @contextmanager
 def moto_ecs() -> Iterator[MotoEcs]:
     from moto import mock_aws

@@ -13,7 +13,7 @@ import pytest
 
 from airflow_fargate.compat import AIRFLOW_V3
 from airflow_fargate.local.stack import AirflowStack
-from tests.helpers import adopted_command, e2e_stack
+from tests.helpers import adopted_command, e2e_stack, wait_until
 
 pytestmark = [
     pytest.mark.e2e,
@@ -28,16 +28,6 @@ def stack() -> Iterator[AirflowStack]:
     files = ["config/dags/example_fargate.py", "config/dags/example_callbacks.py", "tests/e2e_dags/e2e_dags.py"]
     with e2e_stack(files, RUNS) as running:
         yield running
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    raise TimeoutError(what)
 
 
 def try_key(dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1) -> str:

@@ -16,9 +16,8 @@ from tests.chaos_checks import (
     assert_no_try_lost_doubled_or_orphaned,
     set_faults,
     wait_for_run_task_calls,
-    wait_until,
 )
-from tests.helpers import e2e_stack
+from tests.helpers import e2e_stack, wait_until
 from tests.postgres import postgres_server
 
 pytestmark = [
