@@ -4,6 +4,7 @@ several schedulers can share (Airflow HA). Loopback only, password auth, removed
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import secrets
 import shutil
@@ -33,17 +34,19 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def available() -> bool:
+    """PostgreSQL's binaries and both drivers Airflow 3 uses (psycopg2, asyncpg) are installed."""
+    return _bindir() is not None and all(importlib.util.find_spec(m) for m in ("psycopg2", "asyncpg"))
+
+
 @contextmanager
 def postgres_server() -> Iterator[str]:
-    """Start a server; yield its SQLAlchemy URL for database ``airflow``; stop and delete it."""
-    bindir = _bindir()
-    try:  # Airflow 3 talks to PostgreSQL through both drivers
-        import asyncpg  # noqa: F401
-        import psycopg2  # noqa: F401
-    except ImportError:
-        bindir = None
-    if bindir is None:
+    """Start a server; yield its SQLAlchemy URL for database ``airflow``; stop and delete it.
+    Skips the test (with the reason) where PostgreSQL is not available."""
+    if not available():
         pytest.skip(SKIP_REASON)
+    bindir = _bindir()
+    assert bindir is not None
     # PostgreSQL refuses to run as root: as root, run it as the package's postgres user.
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     home = Path(tempfile.mkdtemp(prefix="airflow-fargate-pg-"))

@@ -1,5 +1,6 @@
 """Kill -9 a real scheduler while RunTask answers are on their way back, twice, and check from the
 local endpoint's records that nothing was lost, no try ever ran twice and no orphan kept running.
+The metadata DB is PostgreSQL where it is installed (tests/postgres.py), SQLite otherwise.
 
 The endpoint starts each task at once but answers RunTask 8 s later (so the scheduler dies holding
 no ARN), and tasks created meanwhile stay PROVISIONING for 90 s (as a slow Fargate start would),
@@ -8,6 +9,7 @@ long enough that an orphan not stopped by the sweep would surely start and show 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 
@@ -15,6 +17,7 @@ import pytest
 
 from airflow_fargate.compat import AIRFLOW_V3
 from airflow_fargate.local.stack import AirflowStack
+from tests import postgres
 from tests.chaos_checks import SLOW_ANSWERS, assert_no_try_lost_doubled_or_orphaned, set_faults, wait_for_run_task_calls
 from tests.helpers import e2e_stack
 
@@ -28,8 +31,10 @@ DAG_ID, RUN_ID = "e2e_chaos", "chaos"
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[AirflowStack]:
-    with e2e_stack(["tests/e2e_dags/e2e_chaos.py"], {}) as running:
-        yield running
+    """On PostgreSQL (started here) where it is installed, as production runs; SQLite otherwise."""
+    with contextlib.ExitStack() as resources:
+        url = resources.enter_context(postgres.postgres_server()) if postgres.available() else None
+        yield resources.enter_context(e2e_stack(["tests/e2e_dags/e2e_chaos.py"], {}, db_url=url))
 
 
 def kill_with_answers_on_the_way(stack: AirflowStack, calls_before: int) -> None:
