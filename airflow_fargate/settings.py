@@ -273,8 +273,7 @@ def load_settings(conf: ConfigSource | None = None) -> ExecutorSettings:
     missing = [opt.setting for opt in options() if opt.required and not clean.get(opt.setting)]
     if missing:
         team = getattr(conf, "team_name", None)
-        own_only = _read(conf, LEGACY_SECTION, "ignore_aws_ecs_executor_section")
-        if own_only is not None and _bool("ignore_aws_ecs_executor_section", own_only):
+        if _bool("ignore_aws_ecs_executor_section", clean["ignore_aws_ecs_executor_section"]):
             missing_in = "; ".join(f"set [{LEGACY_SECTION}] {o.name}" for o in options()
                                    if o.section == LEGACY_SECTION and o.setting in missing)  # fmt: skip
             raise FargateConfigError(
