@@ -110,6 +110,36 @@ def check_task_definition(ecs: Any, task_definition: str, container: str) -> tup
     return Check(name, Status.PASS, f"{label} is ACTIVE and has container {container!r}"), definition
 
 
+def launch_summary(kwargs: dict[str, Any]) -> str:
+    """Where and how big a launch is, in a few words: task definition, capacity, size."""
+    capacity = kwargs.get("launchType") or "+".join(
+        str(item.get("capacityProvider")) for item in kwargs.get("capacityProviderStrategy") or []
+    )
+    overrides = kwargs.get("overrides") or {}
+    size = " ".join(f"{key} {overrides[key]}" for key in ("cpu", "memory") if key in overrides)
+    parts = [f"task definition {kwargs.get('taskDefinition')!r}", capacity or "the cluster's default capacity"]
+    return ", ".join([*parts, size or "the task definition's size"])
+
+
+def check_queue_profile(
+    name: str, kwargs: dict[str, Any], base_task_definition: str, ecs: Any | None, container: str
+) -> Check:
+    """One queue profile gives valid kwargs (checked when they were built) and, with ``ecs``, a
+    task definition of its own exists with the container the command goes to."""
+    label = f"queue profile {name!r}"
+    summary = launch_summary(kwargs)
+    task_definition = str(kwargs.get("taskDefinition", ""))
+    if ecs is None or task_definition == base_task_definition:
+        return Check(label, Status.PASS, summary)
+    result, definition = check_task_definition(ecs, task_definition, container)
+    if result.status is not Status.PASS or definition is None:
+        return Check(label, result.status, result.detail)
+    network = check_network(definition, kwargs)
+    if network.status is Status.FAIL:
+        return Check(label, Status.FAIL, f"{summary}: {network.detail}")
+    return Check(label, Status.PASS, f"{summary}; {result.detail}")
+
+
 def check_network(definition: dict[str, Any], kwargs: dict[str, Any]) -> Check:
     """awsvpc (always so on Fargate) needs subnets in the run_task kwargs."""
     name = "network"

@@ -19,6 +19,11 @@ ARG_EXECUTOR_CONFIG = Arg(
     help="A task's executor_config as JSON, merged on top like a real task's (show-config only)",
     metavar="JSON",
 )
+ARG_QUEUE = Arg(
+    ("--queue",),
+    help="The task's Airflow queue: its profile in queue_profiles is merged in (show-config only)",
+    metavar="NAME",
+)
 ARG_OUTPUT = Arg(("--output",), help="text (default) or json", choices=("text", "json"), default="text")
 ARG_TEAM = Arg(("--team",), help="Use this team's configuration (Airflow 3.3 multi-team)", metavar="TEAM")
 ARG_NO_AWS = Arg(("--offline",), help="Only check the configuration; make no AWS calls", action="store_true")
@@ -42,7 +47,7 @@ def get_fargate_cli_commands() -> list[GroupCommand]:
                     name="show-config",
                     help="Print the run_task kwargs a task would get, with where every value comes from",
                     func=lazy_load_command("airflow_fargate.cli.show_config"),
-                    args=(ARG_EXECUTOR_CONFIG, ARG_OUTPUT, ARG_TEAM),
+                    args=(ARG_EXECUTOR_CONFIG, ARG_QUEUE, ARG_OUTPUT, ARG_TEAM),
                 ),
             ),
         )
@@ -88,8 +93,17 @@ def run_checks(offline: bool = False, team: str | None = None) -> list[Any]:
     ]
     if function_check is not None:
         results.append(function_check)
+    profiles = {name: builder.build(list(SAMPLE_COMMAND), None, queue=name) for name in settings.queue_profiles}
+
+    def profile_checks(ecs: Any | None) -> list[Any]:
+        base = str(kwargs.get("taskDefinition", ""))
+        return [
+            checks.check_queue_profile(name, built, base, ecs, settings.container_name)
+            for name, built in profiles.items()
+        ]
+
     if offline:
-        return results
+        return [*results, *profile_checks(None)]
     try:
         target = aws_target(settings.aws_conn_id, settings.region_name)
     except Exception as err:
@@ -102,6 +116,7 @@ def run_checks(offline: bool = False, team: str | None = None) -> list[Any]:
         ecs, kwargs.get("taskDefinition", ""), settings.container_name
     )
     results.append(task_definition_check)
+    results.extend(profile_checks(ecs))
     if definition is None or task_definition_check.status is checks.Status.FAIL:
         return results
 
@@ -144,22 +159,35 @@ def show_config(args: Any) -> None:
         executor_config = json.loads(args.executor_config) if getattr(args, "executor_config", None) else None
     except json.JSONDecodeError as err:
         sys.exit(f"--executor-config is not valid JSON: {err}")
+    queue = getattr(args, "queue", None)
     try:
         settings = team_settings(getattr(args, "team", None))
         builder = RunTaskKwargsBuilder(settings)
-        kwargs = builder.build(list(SAMPLE_COMMAND), executor_config)
+        kwargs = builder.build(list(SAMPLE_COMMAND), executor_config, queue=queue)
+        layers = builder.layers(list(SAMPLE_COMMAND), queue, executor_config)
     except Exception as err:  # FargateConfigError, TaskConfigError: both read as the fix to make
         sys.exit(f"Cannot build run_task kwargs: {err}")
-    layers = builder.base_layers(list(SAMPLE_COMMAND))
-    if executor_config:
-        layers.append(("executor_config", executor_config))
     sources = value_sources(kwargs, layers, settings)
     if getattr(args, "output", "text") == "json":
         print(json.dumps({"run_task_kwargs": kwargs, "sources": sources}, indent=2, default=str))
         return
     print(f"# Effective ECS run_task kwargs for a sample task (command {' '.join(SAMPLE_COMMAND)!r}).")
+    if queue is not None:
+        print(f"# {_queue_note(builder, queue)}")
     print("# clientToken is added per launch: one per queueing of a try, and per relaunch.\n")
     width = max(len(path) for path in sources)
     for path, value in leaves(kwargs).items():
         name = dotted(path)
         print(f"{name:<{width}} = {json.dumps(value, default=str):<40}  # {sources[name]}")
+
+
+def _queue_note(builder: Any, queue: str) -> str:
+    """Which profile a task on ``queue`` gets, in words."""
+    profile = builder.router.profile_for(queue)
+    if profile == queue:
+        return f"Queue {queue!r}: its own profile."
+    if profile is not None:
+        return f"Queue {queue!r} has no profile: it gets the default queue {profile!r}'s profile."
+    if builder.router.names:
+        return f"Queue {queue!r} has no profile (nor has the default queue): the configured layers only."
+    return "No queue_profiles configured: the queue changes nothing."

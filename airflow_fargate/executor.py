@@ -125,19 +125,20 @@ class FargateExecutor(BaseExecutor):
         self._swept: dict[Any, list[Listed]] = {}
         self._started = True
 
-    def _cluster_default_strategy(self, settings: ExecutorSettings) -> bool:
-        """Whether launches naming neither launchType nor capacityProviderStrategy get the cluster's
-        default strategy (read once, as the Amazon provider does) instead of FARGATE."""
+    def _cluster_default_strategy(self, settings: ExecutorSettings) -> list[Any]:
+        """The cluster's default capacity provider strategy, which launches naming neither
+        launchType nor capacityProviderStrategy get instead of FARGATE (read once, as the Amazon
+        provider does); [] when the configuration names one or the cluster has none."""
         if names_launch_capacity(settings):
-            return False
+            return []
         try:
             strategy = self.ecs.default_capacity_provider_strategy()
         except Exception as err:
             self.log.warning("Cannot read cluster %s (%s); launching with FARGATE.", settings.cluster, err)
-            return False
+            return []
         if strategy:
             self.log.info("Launching with the default capacity provider strategy of %s: %s", settings.cluster, strategy)
-        return bool(strategy)
+        return strategy
 
     def _run_task(self, kwargs: dict[str, Any], client_token: str) -> LaunchResult:
         return self.ecs.run_task(kwargs, client_token)  # looked up per call, so tests can stand in for it
@@ -181,7 +182,7 @@ class FargateExecutor(BaseExecutor):
     def _accept(self, task: TrackedTask) -> None:
         """Track a task; a bad executor_config fails it now (checked once per distinct config)."""
         try:
-            self.kwargs_builder.check_executor_config(task.executor_config)
+            self.kwargs_builder.check_executor_config(task.executor_config, task.queue)
         except Exception as err:  # whatever is wrong with one task's config fails that task only
             self._fail(task, f"Invalid executor_config: {err}")
             return
@@ -296,18 +297,25 @@ class FargateExecutor(BaseExecutor):
             task.launching = True
             if task.prepared is None or task.prepared[0] != task.token_generation:
                 tags = ownership_tags(task.key, task.kind, task.queueing_id, self.job_id, self.settings.deployment_id)
-                build = functools.partial(self._kwargs_for, task.command, task.workload, task.executor_config, tags)
+                build = functools.partial(
+                    self._kwargs_for, task.command, task.workload, task.executor_config, task.queue, tags
+                )
                 task.prepared = (task.token_generation, BuildOnce(build))
             token = self.tracker.client_token(task.key)
             requests.append(LaunchRequest(task.key, task.prepared[1], token, task.queueing_id))
         self.launcher.submit(requests)
 
     def _kwargs_for(
-        self, command: list[str] | None, workload: Any, executor_config: Any, tags: list[dict[str, str]]
+        self,
+        command: list[str] | None,
+        workload: Any,
+        executor_config: Any,
+        queue: str | None,
+        tags: list[dict[str, str]],
     ) -> dict[str, Any]:
         """run_task kwargs for one launch (runs on a launch worker thread; touches no shared state)."""
         return self.kwargs_builder.build(
-            command if command is not None else work.container_command(workload), executor_config, tags
+            command if command is not None else work.container_command(workload), executor_config, tags, queue
         )
 
     def _apply_launches(self) -> None:

@@ -2,7 +2,8 @@
 
 Pure: walks the same layers the builder merges and names, for every leaf of the result, the
 highest layer that set it: an option (with section and env/airflow.cfg), run_task_kwargs,
-execution_config_function, the task's executor_config, a built-in default, or the executor.
+execution_config_function, the profile of the task's queue, the task's executor_config, a
+built-in default, or the executor.
 """
 
 from __future__ import annotations
@@ -95,4 +96,6 @@ def _layer_label(name: str, path: Path, settings: ExecutorSettings) -> str:
         return _config_source(path, settings)
     if name in ("run_task_kwargs", "execution_config_function"):
         return f"{name}: {settings.sources.get(name, name)}"
+    if name.startswith("queue_profile:"):
+        return f"queue profile {name.split(':', 1)[1]!r}: {settings.sources.get('queue_profiles', 'queue_profiles')}"
     return name

@@ -1,7 +1,8 @@
 """Build and validate the kwargs of one ECS ``run_task`` call.
 
 Precedence, lowest to highest: built-in defaults < [fargate]/[aws_ecs_executor] values (or the
-result of execution_config_function) < run_task_kwargs < the task's executor_config. The command
+result of execution_config_function) < run_task_kwargs < the profile of the task's queue
+(queue_profiles.py) < the task's executor_config. The command
 always goes to the container named container_name. The result is checked against botocore's own
 RunTaskRequest shape, so a typo fails with the key path instead of a failed API call.
 """
@@ -21,7 +22,9 @@ from botocore.validate import ParamValidator
 from airflow_fargate.compat import AIRFLOW_V3, import_string
 from airflow_fargate.errors import FargateConfigError, TaskConfigError, refuse_deep_nesting, shorten, shorten_lines
 from airflow_fargate.ownership import merge_tags, started_by
+from airflow_fargate.queue_profiles import QueueRouter, profile_label
 from airflow_fargate.settings import ExecutorSettings, option_label
+from airflow_fargate.task_size import expand_shorthand, fargate_size_problem, is_fargate
 from airflow_fargate.work import SAMPLE_TOKEN, sample_command
 
 log = logging.getLogger(__name__)
@@ -224,7 +227,7 @@ def names_launch_capacity(settings: ExecutorSettings) -> bool:
     )
 
 
-def apply_defaults(kwargs: dict[str, Any], cluster_default_strategy: bool = False) -> dict[str, Any]:
+def apply_defaults(kwargs: dict[str, Any], cluster_default_strategy: Sequence[Any] = ()) -> dict[str, Any]:
     """Fill what no layer set: count 1, FARGATE unless a capacity provider strategy is used,
     platformVersion LATEST for FARGATE only (EC2 rejects a platform version and a public IP
     setting, so both are dropped there)."""
@@ -268,13 +271,13 @@ def load_execution_config_function(path: str) -> Builder:
 
 
 class RunTaskKwargsBuilder:
-    """Turns (command, executor_config) into validated run_task kwargs for one settings object."""
+    """Turns (command, queue, executor_config) into validated run_task kwargs for one settings object."""
 
-    def __init__(self, settings: ExecutorSettings, cluster_default_strategy: bool = False) -> None:
-        """``cluster_default_strategy``: the cluster has a default capacity provider strategy, which
+    def __init__(self, settings: ExecutorSettings, cluster_default_strategy: Sequence[Mapping[str, Any]] = ()) -> None:
+        """``cluster_default_strategy``: the cluster's default capacity provider strategy, which
         ECS applies when a launch names neither launchType nor capacityProviderStrategy."""
         self.settings = settings
-        self.cluster_default_strategy = cluster_default_strategy
+        self.cluster_default_strategy = tuple(cluster_default_strategy)
         self._custom: Builder | None = (
             load_execution_config_function(settings.execution_config_function)
             if settings.execution_config_function
@@ -283,20 +286,63 @@ class RunTaskKwargsBuilder:
         self._static_base = None if self._custom else config_layer(settings)
         self._valid_configs: set[str] = set()
         self._warned: set[str] = set()
+        self.router = QueueRouter(settings.queue_profiles, settings.default_queue, option_label("queue_profiles"))
+        self._profiles = {
+            name: self._checked_layer(self._profile_label(name), layer, FargateConfigError)
+            for name, layer in settings.queue_profiles.items()
+        }
         # Fail at scheduler start, not on the first task, if the configured layers are invalid,
         # with a command shaped like a real task's (an execution_config_function sees it).
         sample = sample_command(AIRFLOW_V3)
-        leaked = token_copies(self.build(sample, None), sample)
+        leaked = token_copies(self._build(sample, None, None), sample)
         if leaked:
             raise FargateConfigError(
-                f"The run_task kwargs built from {self._sources()} copy the task's command, which carries its "
+                f"The run_task kwargs built from {self._sources(None)} copy the task's command, which carries its "
                 f"execution-API token, into {', '.join(leaked)}: anyone who can describe the ECS task could "
                 "read it. Keep the command out of tags and other fields."
             )
+        for name in self._profiles:  # each profile over the (now known good) configured layers
+            self._build(sample, name, None)
+
+    def _profile_label(self, name: str) -> str:
+        return profile_label(self.settings.sources.get("queue_profiles") or option_label("queue_profiles"), name)
+
+    def _checked_layer(self, label: str, raw: Mapping[str, Any], error: type[Exception]) -> dict[str, Any]:
+        """One layer above the section values, as RunTask spells it (size shorthand expanded, keys
+        camelized), refused with ``error`` naming ``label`` if it asks for what the executor owns."""
+        refuse_deep_nesting(label, raw, error)  # before anything recursive sees it
+        layer = camelize_keys(expand_shorthand(raw, self.settings.container_name, label, error), label, error)
+        check_count(label, layer, error)
+        warn_started_by(label, layer, self._warned)
+        if "launchType" in layer and "capacityProviderStrategy" in layer:
+            raise error(f"{label} sets both launchType and capacityProviderStrategy; ECS accepts one.")
+        if "clientToken" in layer:
+            raise error(f"{label} may not set clientToken: the executor sets it per launch.")
+        overrides = layer.get("overrides", {})
+        containers = overrides.get("containerOverrides", []) if isinstance(overrides, Mapping) else []
+        for index, item in enumerate(containers if isinstance(containers, list) else []):
+            if isinstance(item, Mapping) and item.get("name") == self.settings.container_name and "command" in item:
+                raise error(
+                    f"{label} overrides.containerOverrides[{index}].command: the command of container "
+                    f"{self.settings.container_name!r} is the Airflow task's own and cannot be overridden."
+                )
+        return layer
+
+    def layers(
+        self, command: Sequence[str], queue: str | None = None, executor_config: Any = None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Every layer merged for a task, lowest first, named for show-config: the section values
+        (or the execution_config_function's result), run_task_kwargs, the queue's profile
+        ("queue_profile:<name>") and the task's executor_config, the last two when present."""
+        result = self._configured_layers(command, self.router.profile_for(queue))
+        task_layer = self._check_executor_config(executor_config)
+        return [*result, ("executor_config", task_layer)] if task_layer else result
 
     def base_layers(self, command: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
-        """The configured layers, lowest first, named for show-config: the section values (or the
-        execution_config_function's result), then run_task_kwargs."""
+        """The section values (or the execution_config_function's result) and run_task_kwargs."""
+        return self._configured_layers(command, None)
+
+    def _configured_layers(self, command: Sequence[str], profile: str | None) -> list[tuple[str, dict[str, Any]]]:
         if self._custom is None:
             assert self._static_base is not None
             first = ("config", copy.deepcopy(self._static_base))
@@ -316,17 +362,25 @@ class RunTaskKwargsBuilder:
         run_task_kwargs = camelize_keys(
             dict(self.settings.run_task_kwargs), option_label("run_task_kwargs"), FargateConfigError
         )
-        return [first, ("run_task_kwargs", run_task_kwargs)]
+        result = [first, ("run_task_kwargs", run_task_kwargs)]
+        if profile is not None:
+            result.append((f"queue_profile:{profile}", copy.deepcopy(self._profiles[profile])))
+        return result
 
-    def _base(self, command: Sequence[str]) -> dict[str, Any]:
-        (first_name, first), (_, run_task_kwargs) = self.base_layers(command)
-        for label, layer in ((_layer_label(first_name), first), (option_label("run_task_kwargs"), run_task_kwargs)):
-            check_count(label, layer, FargateConfigError)
-            warn_started_by(label, layer, self._warned)
-            refuse_deep_nesting(label, layer, FargateConfigError)
-            if "launchType" in layer and "capacityProviderStrategy" in layer:
-                raise FargateConfigError(f"{label} sets both launchType and capacityProviderStrategy; ECS accepts one.")
-        merged: dict[str, Any] = deep_merge(first, run_task_kwargs)
+    def _base(self, command: Sequence[str], profile: str | None) -> dict[str, Any]:
+        layers = self._configured_layers(command, profile)
+        merged: dict[str, Any] = {}
+        for index, (name, layer) in enumerate(layers):
+            if index < 2:  # profiles were checked at start
+                label = _layer_label(name) if index == 0 else option_label("run_task_kwargs")
+                check_count(label, layer, FargateConfigError)
+                warn_started_by(label, layer, self._warned)
+                refuse_deep_nesting(label, layer, FargateConfigError)
+                if "launchType" in layer and "capacityProviderStrategy" in layer:
+                    raise FargateConfigError(
+                        f"{label} sets both launchType and capacityProviderStrategy; ECS accepts one."
+                    )
+            merged = deep_merge(merged, layer)
         return merged
 
     def _check_executor_config(self, executor_config: Any) -> dict[str, Any]:
@@ -336,21 +390,7 @@ class RunTaskKwargsBuilder:
             raise TaskConfigError(
                 f"executor_config must be a dict of ECS run_task kwargs, got {type(executor_config).__name__}."
             )
-        config = camelize_keys(dict(executor_config), "executor_config", TaskConfigError)
-        check_count("executor_config", config, TaskConfigError)
-        warn_started_by("executor_config", config, self._warned)
-        refuse_deep_nesting("executor_config", config, TaskConfigError)
-        if "clientToken" in config:
-            raise TaskConfigError("executor_config may not set clientToken: the executor sets it per try.")
-        overrides = config.get("overrides", {})
-        containers = overrides.get("containerOverrides", []) if isinstance(overrides, Mapping) else []
-        for index, item in enumerate(containers if isinstance(containers, list) else []):
-            if isinstance(item, Mapping) and item.get("name") == self.settings.container_name and "command" in item:
-                raise TaskConfigError(
-                    f"executor_config overrides.containerOverrides[{index}].command: the command of container "
-                    f"{self.settings.container_name!r} is the Airflow task's own and cannot be overridden."
-                )
-        return config
+        return self._checked_layer("executor_config", executor_config, TaskConfigError)
 
     def _inject_command(self, kwargs: dict[str, Any], command: Sequence[str]) -> None:
         overrides = kwargs.setdefault("overrides", {})
@@ -373,29 +413,42 @@ class RunTaskKwargsBuilder:
             env.append(dict(EXECUTOR_ENV))
 
     def build(
-        self, command: Sequence[str], executor_config: Any, owner_tags: list[dict[str, str]] | None = None
+        self,
+        command: Sequence[str],
+        executor_config: Any,
+        owner_tags: list[dict[str, str]] | None = None,
+        queue: str | None = None,
     ) -> dict[str, Any]:
         """Validated kwargs for one task (clientToken excluded: the ECS client adds it), carrying
-        the deployment's startedBy and ``owner_tags`` (ownership.py) beside the user's tags.
+        the deployment's startedBy and ``owner_tags`` (ownership.py) beside the user's tags, with
+        the profile of ``queue`` (the task's Airflow queue) merged under its executor_config.
 
         Raises FargateConfigError if the configured layers are wrong, TaskConfigError if the
         task's executor_config is.
         """
-        base = self._base(command)
+        return self._build(command, self.router.profile_for(queue), executor_config, owner_tags)
+
+    def _build(
+        self,
+        command: Sequence[str],
+        profile: str | None,
+        executor_config: Any,
+        owner_tags: list[dict[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        base = self._base(command, profile)
         if "clientToken" in base:
             raise FargateConfigError(
-                f"{option_label('run_task_kwargs')}: clientToken is set by the executor per try; remove it."
+                f"{self._sources(profile)}: clientToken is set by the executor per launch; remove it."
             )
         task_layer = self._check_executor_config(executor_config)
-        if "launchType" in task_layer and "capacityProviderStrategy" in task_layer:  # configured layers: _base
-            raise TaskConfigError("executor_config sets both launchType and capacityProviderStrategy; ECS accepts one.")
+        task_label = "executor_config" + (f" (with the profile of queue {profile!r})" if profile else "")
         try:
             kwargs = self._assemble(base, task_layer, command, owner_tags)
         except (TypeError, AttributeError, ValueError) as err:  # shapes no merge can make sense of
-            raise TaskConfigError(f"executor_config cannot be merged into the run_task kwargs: {err}") from None
+            raise TaskConfigError(f"{task_label} cannot be merged into the run_task kwargs: {err}") from None
         cluster = kwargs.get("cluster")
         if isinstance(cluster, str) and cluster.rsplit("/", 1)[-1] != self.settings.cluster.rsplit("/", 1)[-1]:
-            where = "executor_config" if "cluster" in task_layer else self._sources()
+            where = "executor_config" if "cluster" in task_layer else self._sources(profile)
             error = TaskConfigError if "cluster" in task_layer else FargateConfigError
             raise error(
                 f"{where} launches in cluster {shorten(cluster)} but the executor describes, stops and adopts tasks "
@@ -406,38 +459,48 @@ class RunTaskKwargsBuilder:
                 f"Set {option_label('task_definition')}: the task definition to run (family, family:revision or "
                 f"ARN), or taskDefinition in {option_label('run_task_kwargs')}."
             )
-        problems = tag_problems(kwargs) or validation_errors(kwargs)
+        problems = self._problems(kwargs)
         if problems:
             without_task = self._assemble(base, {}, command, owner_tags)
-            if task_layer and (tag_problems(without_task) or validation_errors(without_task)) is None:
-                raise TaskConfigError(f"executor_config gives invalid ECS run_task kwargs: {problems}")
-            raise FargateConfigError(f"The ECS run_task kwargs built from {self._sources()} are invalid: {problems}")
+            if task_layer and self._problems(without_task) is None:
+                raise TaskConfigError(f"{task_label} gives invalid ECS run_task kwargs: {problems}")
+            raise FargateConfigError(
+                f"The ECS run_task kwargs built from {self._sources(profile)} are invalid: {problems}"
+            )
         return kwargs
 
-    def _sources(self) -> str:
-        """The configured layers in use, named as the operator sets them."""
-        first = option_label("execution_config_function") if self._custom else "the section values"
-        if self.settings.run_task_kwargs:
-            return f"{first} and {option_label('run_task_kwargs')}"
-        return first
+    def _problems(self, kwargs: Mapping[str, Any]) -> str | None:
+        """What ECS would refuse: tags, botocore's shape, and a size Fargate does not have."""
+        problems = tag_problems(kwargs) or validation_errors(kwargs)
+        if problems is None and is_fargate(kwargs, self.cluster_default_strategy):
+            problems = fargate_size_problem(kwargs)
+        return problems
 
-    def check_executor_config(self, executor_config: Any) -> None:
-        """Raise TaskConfigError if this executor_config cannot give valid kwargs. The answer does not
-        depend on the command, so it is cached per distinct config: O(1) for the usual task."""
+    def _sources(self, profile: str | None) -> str:
+        """The configured layers in use, named as the operator sets them."""
+        names = [option_label("execution_config_function") if self._custom else "the section values"]
+        if self.settings.run_task_kwargs:
+            names.append(option_label("run_task_kwargs"))
+        if profile is not None:
+            names.append(self._profile_label(profile))
+        return " and ".join(names)
+
+    def check_executor_config(self, executor_config: Any, queue: str | None = None) -> None:
+        """Raise TaskConfigError if this executor_config cannot give valid kwargs with the profile
+        of ``queue``. The answer does not depend on the command, so it is cached per distinct
+        (profile, config): O(1) for the usual task."""
         if executor_config is None:
-            return
+            return  # the configured layers and every profile were checked at start
+        profile = self.router.profile_for(queue)
         refuse_deep_nesting("executor_config", executor_config, TaskConfigError)  # before json.dumps recurses
         try:
-            cache_key = json.dumps(executor_config, sort_keys=True, default=repr)
+            cache_key = json.dumps([profile, executor_config], sort_keys=True, default=repr)
         except (TypeError, ValueError):  # keys json cannot sort, or an integer too long to print
-            self.build(list(SAMPLE_COMMAND), executor_config)
+            self._build(list(SAMPLE_COMMAND), profile, executor_config)
             return
-        self._check_cached(cache_key, executor_config)
-
-    def _check_cached(self, cache_key: str, executor_config: Any) -> None:
         if cache_key in self._valid_configs:
             return
-        self.build(list(SAMPLE_COMMAND), executor_config)
+        self._build(list(SAMPLE_COMMAND), profile, executor_config)
         if len(self._valid_configs) < CHECK_CACHE_SIZE:
             self._valid_configs.add(cache_key)
 

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from airflow_fargate.catalogue import LEGACY_SECTION, MODERN_SECTION, options
 from airflow_fargate.errors import FargateConfigError, refuse_deep_nesting, shorten, shorten_lines
 from airflow_fargate.ownership import default_deployment_id
+from airflow_fargate.queue_profiles import parse_queue_profiles
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,10 @@ class ExecutorSettings:
     subnets: tuple[str, ...] = ()
     aws_conn_id: str | None = "aws_default"
     run_task_kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # Airflow queue name -> run_task kwargs layer (queue_profiles.py); default_queue is the one
+    # Airflow gives tasks that name none ([operators] default_queue).
+    queue_profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+    default_queue: str = "default"
     execution_config_function: str | None = None
     max_run_task_attempts: int = 3
     run_task_rate: float = 20.0
@@ -244,6 +249,16 @@ def _positive_float(setting: str, raw: str) -> float:
     return value
 
 
+def _airflow_option(conf: ConfigSource, section: str, key: str, fallback: str) -> str:
+    """An option outside our sections, read through a team-scoped conf where it answers."""
+    try:
+        return str(conf.get(section, key, fallback=fallback) or fallback)
+    except Exception:  # a team-scoped conf may not answer for other sections
+        from airflow.configuration import conf as airflow_conf
+
+        return str(airflow_conf.get(section, key, fallback=fallback) or fallback)
+
+
 def _deployment_id(configured: str | None, conf: ConfigSource) -> str:
     if configured:
         if len(configured) > 64 or not re.fullmatch(r"[A-Za-z0-9_-]+", configured):
@@ -252,13 +267,7 @@ def _deployment_id(configured: str | None, conf: ConfigSource) -> str:
                 f"(it becomes part of every task's startedBy), got {shorten(configured)}."
             )
         return configured
-    try:
-        sql_alchemy_conn = str(conf.get("database", "sql_alchemy_conn", fallback="") or "")
-    except Exception:  # a team-scoped conf may not answer for other sections
-        from airflow.configuration import conf as airflow_conf
-
-        sql_alchemy_conn = str(airflow_conf.get("database", "sql_alchemy_conn", fallback="") or "")
-    return default_deployment_id(sql_alchemy_conn)
+    return default_deployment_id(_airflow_option(conf, "database", "sql_alchemy_conn", ""))
 
 
 def load_settings(conf: ConfigSource | None = None) -> ExecutorSettings:
@@ -321,6 +330,12 @@ def load_settings(conf: ConfigSource | None = None) -> ExecutorSettings:
         subnets=_csv(clean.get("subnets", "")),
         aws_conn_id=clean.get("aws_conn_id") or None,
         run_task_kwargs=MappingProxyType(run_task_kwargs),
+        queue_profiles=parse_queue_profiles(
+            option_label("queue_profiles"), _json("queue_profiles", clean["queue_profiles"], dict)
+        )
+        if clean.get("queue_profiles")
+        else MappingProxyType({}),
+        default_queue=_airflow_option(conf, "operators", "default_queue", "default"),
         execution_config_function=clean.get("execution_config_function") or None,
         max_run_task_attempts=_positive_int("max_run_task_attempts", clean["max_run_task_attempts"]),
         run_task_rate=_positive_float("run_task_rate", clean["run_task_rate"]),

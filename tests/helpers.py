@@ -64,6 +64,7 @@ def make_workload(
     try_number: int = 1,
     map_index: int = -1,
     executor_config: dict[str, Any] | None = None,
+    queue: str = "default",
 ) -> Any:
     """One queued try: an ExecuteTask workload on Airflow 3, an ``airflow tasks run`` task on 2."""
     if not AIRFLOW_V3:
@@ -73,7 +74,7 @@ def make_workload(
         command = ["airflow", "tasks", "run", dag_id, task_id, run_id, "--local", "--subdir", "DAGS_FOLDER/x.py"]
         if map_index >= 0:
             command += ["--map-index", str(map_index)]
-        ti = SimpleNamespace(key=key, task_id=task_id, executor_config=executor_config, queue="default")
+        ti = SimpleNamespace(key=key, task_id=task_id, executor_config=executor_config, queue=queue)
         return Airflow2Task(ti, command)
 
     from airflow.executors.workloads import ExecuteTask
@@ -90,7 +91,7 @@ def make_workload(
         map_index=map_index,
         pool_slots=1,
         priority_weight=1,
-        queue="default",
+        queue=queue,
         executor_config=executor_config,
     )
     return ExecuteTask(

@@ -238,3 +238,51 @@ def test_local_endpoint_without_its_extra_says_which_extra_to_install():
     assert result.returncode == 2
     assert "pip install 'airflow-fargate[local]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_validates_every_queue_profile(local, tmp_path):
+    local.client("ecs").register_task_definition(
+        family="airflow-large", cpu="4096", memory="16384",
+        containerDefinitions=[{"name": local.config.container_name, "image": local.config.image, "memory": 16384}],
+    )  # fmt: skip
+    profiles = {
+        "large": {"taskDefinition": "airflow-large", "cpu": 4096, "memory": 16384},
+        "spot": {"capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]},
+        "ghost": {"taskDefinition": "no-such-family"},
+    }
+    env = {**local.scheduler_env(), "AIRFLOW__AWS_ECS_EXECUTOR__QUEUE_PROFILES": json.dumps(profiles)}
+    result = airflow(tmp_path, "fargate", "check", env=env)
+    found = lines_of(result)
+    assert (found["queue profile 'large'"], found["queue profile 'spot'"]) == ("PASS", "PASS"), result.stdout
+    assert found["queue profile 'ghost'"] == "FAIL" and result.returncode == 1
+    assert "task definition 'airflow-large', FARGATE, cpu 4096 memory 16384; airflow-large:1 is ACTIVE" in result.stdout
+    assert "task definition 'airflow-local-task', FARGATE_SPOT, the task definition's size" in result.stdout
+    assert "task definition 'no-such-family' not found" in result.stdout
+
+    env["AIRFLOW__AWS_ECS_EXECUTOR__QUEUE_PROFILES"] = json.dumps({"small": {"cpu": 512, "memory": 512}})
+    result = airflow(tmp_path, "fargate", "check", "--offline", env=env)
+    assert lines_of(result) == {"configuration": "FAIL"} and result.returncode == 1
+    assert (
+        "queue profile 'small' of [aws_ecs_executor] queue_profiles (env AIRFLOW__AWS_ECS_EXECUTOR__QUEUE_PROFILES)"
+        in result.stdout
+    )
+    assert "with cpu 512 Fargate accepts memory 1024, 2048, 3072, 4096 (MiB)" in result.stdout
+
+
+def test_show_config_for_a_queue_names_its_profile(tmp_path):
+    env = {
+        "AIRFLOW__AWS_ECS_EXECUTOR__REGION_NAME": "us-east-1",
+        "AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER": "c",
+        "AIRFLOW__AWS_ECS_EXECUTOR__CONTAINER_NAME": "base",
+        "AIRFLOW__AWS_ECS_EXECUTOR__TASK_DEFINITION": "td",
+        "AIRFLOW__AWS_ECS_EXECUTOR__QUEUE_PROFILES": json.dumps({"large": {"cpu": 4096, "memory": 16384}}),
+    }
+    result = airflow(tmp_path, "fargate", "show-config", "--queue", "large", "--executor-config", '{"memory": 30720}', env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = {line.split(" = ")[0].strip(): line for line in result.stdout.splitlines() if " = " in line}
+    assert "# queue profile 'large': [aws_ecs_executor] queue_profiles (env " in lines["overrides.cpu"]
+    assert '"30720"' in lines["overrides.memory"] and lines["overrides.memory"].endswith("# executor_config")
+    assert "# Queue 'large': its own profile." in result.stdout
+    result = airflow(tmp_path, "fargate", "show-config", "--queue", "nightly", env=env)
+    assert "# Queue 'nightly' has no profile (nor has the default queue): the configured layers only." in result.stdout
+    assert "overrides.cpu" not in result.stdout

@@ -5,6 +5,7 @@ containers running at once."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -25,15 +26,28 @@ RUNS = {
     "e2e_retry": "e2e-retry",
     "e2e_deadline": "e2e-deadline",
     "e2e_mixed_executors": "e2e-mixed",
+    "e2e_queues": "e2e-queues",
 }
 # FargateExecutor is the default; LocalExecutor beside it (tasks pick one with executor=...).
 EXECUTORS = "airflow_fargate.FargateExecutor,LocalExecutor"
+SPOT = [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
+# Three queues with their own profile, and the default queue's (which every other task gets too).
+QUEUE_PROFILES = {
+    "small": {"cpu": 512, "memory": 1024},
+    "large": {"taskDefinition": "airflow-local-task-large", "cpu": 4096, "memory": 16384},
+    "spot": {"capacityProviderStrategy": SPOT},
+    "default": {"tags": [{"key": "profile", "value": "default"}]},
+}
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[AirflowStack]:
     files = ["tests/e2e_dags/e2e_patterns.py", "tests/e2e_dags/e2e_callbacks.py"]
-    extra = {"AIRFLOW__CORE__EXECUTOR": EXECUTORS, "AIRFLOW__CORE__PARALLELISM": "64"}
+    extra = {
+        "AIRFLOW__CORE__EXECUTOR": EXECUTORS,
+        "AIRFLOW__CORE__PARALLELISM": "64",
+        "AIRFLOW__AWS_ECS_EXECUTOR__QUEUE_PROFILES": json.dumps(QUEUE_PROFILES),
+    }
     with e2e_stack(files, RUNS, extra_env=extra) as running:
         yield running
         assert running.stats()["overlapping_tries"] == []  # no queueing of a try ever had two containers
@@ -105,3 +119,29 @@ def test_tasks_choose_fargate_or_local_executor(stack):
     fargate = rows[("on_fargate", -1)]
     assert fargate.state == "success" and fargate.external_executor_id.startswith("arn:aws:ecs:")
     assert containers(stack, "e2e_mixed_executors", "on_fargate") == 1
+
+
+def test_each_queue_runs_on_its_profile_and_a_wrong_fargate_size_fails_before_launch(stack):
+    rows = finished(stack, "e2e_queues")
+    launches = stack.stats()["launches_per_try"]
+
+    def launch(task_id: str) -> dict[str, object]:
+        (only,) = launches[f"e2e_queues|{task_id}|{RUNS['e2e_queues']}|-1|1"]  # one container per try
+        return only
+
+    assert all(rows[(t, -1)].state == "success" for t, _ in rows if t != "wrong_fargate_size")
+    base, large = "airflow-local-task:1", "airflow-local-task-large:1"
+    assert launch("on_small") == {"taskDefinition": base, "cpu": "512", "memory": "1024", "launchType": "FARGATE", "capacityProvider": None}  # fmt: skip
+    assert launch("on_large") == {"taskDefinition": large, "cpu": "4096", "memory": "16384", "launchType": "FARGATE", "capacityProvider": None}  # fmt: skip
+    assert launch("on_spot") == {"taskDefinition": base, "cpu": None, "memory": None, "launchType": None, "capacityProvider": "FARGATE_SPOT"}  # fmt: skip
+    assert (launch("on_small_with_more_memory")["cpu"], launch("on_small_with_more_memory")["memory"]) == (
+        "512",
+        "2048",
+    )
+    for task_id in ("on_the_default_queue", "on_a_queue_without_profile"):  # the default queue's profile
+        assert launch(task_id) == {"taskDefinition": base, "cpu": None, "memory": None, "launchType": "FARGATE", "capacityProvider": None}  # fmt: skip
+    wrong = rows[("wrong_fargate_size", -1)]
+    assert wrong.state == "failed" and containers(stack, "e2e_queues", "wrong_fargate_size") == 0
+    scheduler_log = (stack.home / "logs" / "scheduler.log").read_text()
+    assert "with cpu 4096 Fargate accepts memory 8192, 9216, 10240" in scheduler_log
+    assert scheduler_log.count("Queue 'nightly' has no profile") == 1

@@ -380,7 +380,10 @@ def test_retries_under_one_token_send_the_same_kwargs(executor, ecs, monkeypatch
     monkeypatch.setattr(
         executor.kwargs_builder,
         "build",
-        lambda command, config, tags: {**original(command, config, tags), "referenceId": str(next(builds))},
+        lambda command, config, tags, queue: {
+            **original(command, config, tags, queue),
+            "referenceId": str(next(builds)),
+        },
     )
     (key,) = queue(executor, make_workload())
     beat(executor)

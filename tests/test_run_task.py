@@ -230,8 +230,10 @@ def test_client_token_is_reserved(monkeypatch):
             r"networkConfiguration.awsvpcConfiguration: \"subnets\"",
         ),
         ("not a dict", r"executor_config must be a dict of ECS run_task kwargs, got str"),
-        # airflow-aws-executors' ContainerOverride shape (README migration guide)
-        ({"cpu": 256, "memory": 512}, r'Unknown parameter in input: "cpu"'),
+        # airflow-aws-executors' ContainerOverride shape (README migration guide): cpu and memory
+        # are the size shorthand now, anything else is named
+        ({"cpu": 256, "memory": 512, "environment": []}, r'Unknown parameter in input: "environment"'),
+        ({"cpu": 256, "memory": 4096}, r"with cpu 256 Fargate accepts memory 512, 1024, 2048 \(MiB\)"),
     ],
 )
 def test_bad_executor_config_fails_the_task_with_key_path(monkeypatch, executor_config, message):
@@ -342,8 +344,10 @@ def test_broken_execution_config_function_fails_at_start(monkeypatch, path, mess
 def test_executor_config_check_is_cached_per_distinct_valid_config(monkeypatch):
     b = builder(monkeypatch)
     builds = []
-    real_build = b.build
-    monkeypatch.setattr(b, "build", lambda command, config: builds.append(config) or real_build(command, config))
+    real_build = b._build
+    monkeypatch.setattr(
+        b, "_build", lambda command, profile, config: builds.append(config) or real_build(command, profile, config)
+    )
     good = {"overrides": {"containerOverrides": [{"name": "base", "memory": 1024}]}}
     for _ in range(3):
         b.check_executor_config(dict(good))

@@ -30,6 +30,7 @@ MODERN_VALUES = {
     "task_start_timeout": "120",
     "check_health_on_startup": "False",
     "deployment_id": "analytics-prod",
+    "queue_profiles": '{"large": {"cpu": 4096, "memory": 16384}}',
 }
 LEGACY_VALUES = {
     "region": "eu-west-1",
@@ -68,6 +69,7 @@ def test_every_modern_key_from_env(monkeypatch):
     assert settings.task_start_timeout == 120.0
     assert settings.check_health_on_startup is False
     assert settings.deployment_id == "analytics-prod"
+    assert dict(settings.queue_profiles) == {"large": {"cpu": 4096, "memory": 16384}}
     assert settings.sources["cluster"] == "[aws_ecs_executor] cluster (env AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER)"
 
 

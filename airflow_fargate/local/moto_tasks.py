@@ -109,3 +109,16 @@ def set_state(
         for container in task.containers:
             container.last_status = "STOPPED"
     task._status = last_status
+
+
+def launch_record(task: Any) -> dict[str, Any]:
+    """How a task was launched, for the endpoint's per-try records: the task definition
+    (family:revision), the task size overrides, and the launch type or capacity provider."""
+    overrides = task.overrides if isinstance(task.overrides, Mapping) else {}
+    return {
+        "taskDefinition": task.task_definition_arn.rsplit("/", 1)[-1],
+        "cpu": overrides.get("cpu"),
+        "memory": overrides.get("memory"),
+        "launchType": task.launch_type or None,
+        "capacityProvider": task.capacity_provider_name,
+    }

@@ -92,6 +92,8 @@ class Stats:
     doubly_run_tries: list[str] = field(default_factory=list)  # two containers of one try, any queueings
     stops_per_try: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # StopTask reasons
     running_tries: list[str] = field(default_factory=list)  # containers not stopped yet (filled on read)
+    # try -> how each of its tasks was launched: task definition, size, launch type / capacity provider
+    launches_per_try: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     api_calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # ECS operation -> calls
 
     def as_dict(self) -> dict[str, Any]:
@@ -100,6 +102,7 @@ class Stats:
         data["created_per_try"] = dict(self.created_per_try)
         data["started_per_try"] = dict(self.started_per_try)
         data["stops_per_try"] = {key: list(reasons) for key, reasons in self.stops_per_try.items()}
+        data["launches_per_try"] = {key: list(launches) for key, launches in self.launches_per_try.items()}
         return data
 
 
@@ -191,6 +194,7 @@ class LocalRunner:
             self.stats.tasks_created += 1
             if key:
                 self.stats.created_per_try[key] += 1
+                self.stats.launches_per_try[key].append(moto_tasks.launch_record(task))
         provision = self.faults.provision_delay_s or self.provision_seconds
         self._at(provision / 2, lambda: self._set(task, "PENDING"))
         self._at(provision, lambda: self._start(task))

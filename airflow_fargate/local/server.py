@@ -49,6 +49,10 @@ class LocalEcsConfig:
     log_stream_prefix: str = "airflow"
     cpu: str = "1024"
     memory: str = "2048"
+    # A second task definition (same container, a bigger size), as a "large" queue profile names.
+    large_family: str = "airflow-local-task-large"
+    large_cpu: str = "4096"
+    large_memory: str = "16384"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LocalEcsConfig:
@@ -340,16 +344,24 @@ class LocalEcs:
         cfg = self.config
         self.client("logs").create_log_group(logGroupName=cfg.log_group)
         self.client("ecs").create_cluster(clusterName=cfg.cluster)
+        for family, cpu, memory in (
+            (cfg.family, cfg.cpu, cfg.memory),
+            (cfg.large_family, cfg.large_cpu, cfg.large_memory),
+        ):
+            self._register(family, cpu, memory)
+
+    def _register(self, family: str, cpu: str, memory: str) -> None:
+        cfg = self.config
         self.client("ecs").register_task_definition(
-            family=cfg.family,
-            cpu=cfg.cpu,
-            memory=cfg.memory,
+            family=family,
+            cpu=cpu,
+            memory=memory,
             containerDefinitions=[
                 {
                     "name": cfg.container_name,
                     "image": cfg.image,
                     "essential": True,
-                    "memory": int(cfg.memory),
+                    "memory": int(memory),
                     "logConfiguration": {
                         "logDriver": "awslogs",
                         "options": {

@@ -113,9 +113,51 @@ def e2e_mixed_executors():
     on_fargate(on_local())
 
 
+@dag(schedule=None, start_date=START, catchup=False)
+def e2e_queues():
+    """Each queue names a profile in [aws_ecs_executor] queue_profiles (the test sets them)."""
+
+    @task(queue="small")
+    def on_small() -> str:
+        return "small"
+
+    @task(queue="large")
+    def on_large() -> str:
+        return "large"
+
+    @task(queue="spot")
+    def on_spot() -> str:
+        return "spot"
+
+    @task(queue="small", executor_config={"memory": 2048})
+    def on_small_with_more_memory() -> str:
+        return "small+"
+
+    @task
+    def on_the_default_queue() -> str:
+        return "default"
+
+    @task(queue="nightly")
+    def on_a_queue_without_profile() -> str:
+        return "nightly"
+
+    @task(queue="large", executor_config={"memory": 1024})
+    def wrong_fargate_size() -> str:
+        return "never runs"
+
+    on_small()
+    on_large()
+    on_spot()
+    on_small_with_more_memory()
+    on_the_default_queue()
+    on_a_queue_without_profile()
+    wrong_fargate_size()
+
+
 e2e_reschedule()
 e2e_deferral()
 e2e_mapped()
 e2e_retry()
 e2e_deadline()
 e2e_mixed_executors()
+e2e_queues()
