@@ -282,3 +282,9 @@ def test_the_fargate_section_spelling_works_too(monkeypatch):
     with pytest.raises(FargateConfigError, match=r"queue profile 'large' of \[fargate\] queue_profiles \(env "):
         set_config(monkeypatch, "fargate", queue_profiles=json.dumps({"large": {"cpu": 2048, "memory": 2048}}))
         RunTaskKwargsBuilder(load_settings())
+
+
+def test_a_wrong_fargate_size_in_run_task_kwargs_stops_the_scheduler_at_start(monkeypatch):
+    minimal_config(monkeypatch, run_task_kwargs=json.dumps({"overrides": {"cpu": "2048", "memory": "2048"}}))
+    with pytest.raises(FargateConfigError, match=r"run_task_kwargs.*with cpu 2048 Fargate accepts memory 4096, 5120"):
+        RunTaskKwargsBuilder(load_settings())
