@@ -35,6 +35,7 @@ from airflow_fargate.poller import Poller
 from airflow_fargate.run_task import RunTaskKwargsBuilder, names_launch_capacity
 from airflow_fargate.settings import ExecutorSettings, load_settings, option_label
 from airflow_fargate.sweep import Action, Listed, OrphanSweeper, Ownership, Snapshot, decide
+from airflow_fargate.task_events import TaskEventKeeper
 from airflow_fargate.tracker import Outcome, TrackedTask, Tracker, Verdict
 
 TERMINATE_WAIT_SECONDS = 60.0
@@ -71,6 +72,7 @@ class FargateExecutor(BaseExecutor):
         self._clock = time.monotonic
         self._started = False
         self._log_output: TaskOutput | None = None
+        self._task_events = TaskEventKeeper(self._task_event_logs)
 
     def _load_settings(self) -> ExecutorSettings:
         # Airflow 3.1+: self.conf is the team-scoped ExecutorConf; Airflow 2 reads the global conf.
@@ -168,6 +170,12 @@ class FargateExecutor(BaseExecutor):
             self.running.add(item.key)
             self._accept(TrackedTask(item.key, None, item.executor_config, item.queue, item.kind, workload=workload))
 
+    def log_task_event(self, *, event: str, extra: str, ti_key: Any) -> None:
+        """Airflow's, plus a reference that keeps the row until the scheduler saved it (compat.py)."""
+        before = len(self._task_event_logs)
+        super().log_task_event(event=event, extra=extra, ti_key=ti_key)
+        self._task_events.keep_added_since(before)
+
     def _other_queues(self) -> list[dict[Any, Any]]:
         """The base class's queues of callbacks and connection tests (Airflow 3.3+)."""
         names = ("queued_callbacks", "queued_connection_tests")
@@ -220,6 +228,7 @@ class FargateExecutor(BaseExecutor):
         except Exception:
             self.log.exception("FargateExecutor: the orphan sweep failed; will retry next round.")
         self._release_failures()
+        self._task_events.release_saved()
         stats.gauge("fargate.tasks.pending", sum(1 for _ in self.tracker.waiting_for_launch()))
         stats.gauge("fargate.tasks.running", len(self.tracker.active_arns()))
 

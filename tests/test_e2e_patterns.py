@@ -142,6 +142,11 @@ def test_each_queue_runs_on_its_profile_and_a_wrong_fargate_size_fails_before_la
         assert launch(task_id) == {"taskDefinition": base, "cpu": None, "memory": None, "launchType": "FARGATE", "capacityProvider": None}  # fmt: skip
     wrong = rows[("wrong_fargate_size", -1)]
     assert wrong.state == "failed" and containers(stack, "e2e_queues", "wrong_fargate_size") == 0
+    # the reason is saved with the executor's task event (lost on SQLAlchemy 2.1: config/constraints-airflow3.txt)
+    events = [(event, extra) for task_id, event, extra in stack.task_events("e2e_queues", RUNS["e2e_queues"])
+              if task_id == "wrong_fargate_size"]  # fmt: skip
+    ours = [extra or "" for event, extra in events if event == "fargate task failed"]
+    assert len(ours) == 1 and "with cpu 4096 Fargate accepts memory 8192, 9216, 10240" in ours[0], events
     scheduler_log = (stack.home / "logs" / "scheduler.log").read_text()
     assert "with cpu 4096 Fargate accepts memory 8192, 9216, 10240" in scheduler_log
     assert scheduler_log.count("Queue 'nightly' has no profile") == 1

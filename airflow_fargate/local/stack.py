@@ -216,6 +216,13 @@ class AirflowStack:
         finally:
             engine.dispose()
 
+    def task_events(self, dag_id: str, run_id: str) -> list[tuple[str, str, str | None]]:
+        """(task_id, event, extra) of every audit-log row of this run: the executor's task events."""
+        rows = self._query(
+            "SELECT task_id, event, extra FROM log WHERE dag_id = :d AND run_id = :r ORDER BY id", d=dag_id, r=run_id
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
+
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
