@@ -29,6 +29,7 @@ from airflow_fargate.ecs import DescribeResult, EcsClient
 from airflow_fargate.ecs_types import EcsTaskState, LaunchResult
 from airflow_fargate.errors import FargateConfigError
 from airflow_fargate.launcher import BuildOnce, Launcher, LaunchRequest, backoff_seconds, is_credentials_error
+from airflow_fargate.log_view import build_task_output
 from airflow_fargate.logs import CloudWatchLogReader, FailureOutput, TaskOutput
 from airflow_fargate.ownership import ownership_tags, started_by
 from airflow_fargate.poller import Poller
@@ -598,7 +599,7 @@ class FargateExecutor(BaseExecutor):
         if not arn or try_number != ti.try_number:
             return [], []
         try:
-            result = self._task_output().read(arn)
+            result = self._task_output().read(arn, for_log_view=True)
         except Exception as err:  # the UI must get a message, never a stack trace
             self.log.warning("Cannot read the output of ECS task %s", arn, exc_info=True)
             return [f"FargateExecutor could not read the output of ECS task {arn}: {err}"], []
@@ -612,10 +613,7 @@ class FargateExecutor(BaseExecutor):
         if self._started:
             return self.output
         if self._log_output is None:
-            settings = self._load_settings()
-            target = functools.partial(aws_target, settings.aws_conn_id, settings.region_name)
-            reader = CloudWatchLogReader(target, settings.region_name)
-            self._log_output = TaskOutput(EcsClient(target, settings.cluster), reader, settings.container_name)
+            self._log_output = build_task_output(self._load_settings())
         return self._log_output
 
     def try_adopt_task_instances(self, tis: Sequence[Any]) -> Sequence[Any]:

@@ -7,6 +7,7 @@ becomes a readable message, never an exception in the caller.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -81,6 +82,26 @@ def _timestamped(event: dict[str, Any]) -> str:
     return f"[{when.isoformat(timespec='milliseconds')}] {event.get('message', '').rstrip()}"
 
 
+def log_view_line(event: dict[str, Any]) -> str:
+    """One CloudWatch event as Airflow's log view reads a line: a structured (JSON) line of the
+    Task SDK as it is, so the view shows its level, logger, timestamp and event like a native
+    task log (CloudWatch's time is added when the line has none); any other line as
+    ``[timestamp] text``, which the view parses the same way."""
+    message = str(event.get("message", "")).rstrip()
+    if message.startswith("{") and message.endswith("}"):
+        try:
+            parsed = json.loads(message)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and "event" in parsed:
+            if "timestamp" not in parsed:
+                when = datetime.fromtimestamp(event.get("timestamp", 0) / 1000, tz=timezone.utc)
+                parsed["timestamp"] = when.isoformat()
+                return json.dumps(parsed)
+            return message
+    return _timestamped(event)
+
+
 class CloudWatchLogReader:
     """GetLogEvents against the stream's region (clients cached per region)."""
 
@@ -100,15 +121,17 @@ class CloudWatchLogReader:
             self._clients[region] = target.client("logs", region_name=region, config=LOGS_CONFIG)
         return self._clients[region]
 
-    def read(self, where: LogStream, *, tail: int | None = None) -> LogRead:
-        """All lines (oldest first, up to MAX_PAGES pages), or only the last ``tail`` lines."""
+    def read(self, where: LogStream, *, tail: int | None = None, for_log_view: bool = False) -> LogRead:
+        """All lines (oldest first, up to MAX_PAGES pages), or only the last ``tail`` lines;
+        ``for_log_view``: structured lines kept as Airflow's log view reads them (log_view_line)."""
+        line = log_view_line if for_log_view else _timestamped
         try:
             client = self._client(where.region)
             if tail is not None:
                 response = client.get_log_events(
                     logGroupName=where.group, logStreamName=where.stream, startFromHead=False, limit=tail
                 )
-                return LogRead([_timestamped(e) for e in response.get("events", [])], source=str(where))
+                return LogRead([line(e) for e in response.get("events", [])], source=str(where))
             lines: list[str] = []
             token: str | None = None
             for _ in range(MAX_PAGES):
@@ -116,7 +139,7 @@ class CloudWatchLogReader:
                 response = client.get_log_events(
                     logGroupName=where.group, logStreamName=where.stream, startFromHead=True, **kwargs
                 )
-                lines.extend(_timestamped(e) for e in response.get("events", []))
+                lines.extend(line(e) for e in response.get("events", []))
                 if response.get("nextForwardToken") in (None, token):
                     break
                 token = response["nextForwardToken"]
@@ -138,13 +161,23 @@ class TaskOutput:
         self._reader = reader
         self._container_name = container_name
 
-    def read(self, task_arn: str, task_definition_arn: str | None = None, *, tail: int | None = None) -> LogRead:
-        """Lines of output (``problem`` says why there are none); ``source`` names the stream."""
+    def read(
+        self,
+        task_arn: str,
+        task_definition_arn: str | None = None,
+        *,
+        tail: int | None = None,
+        for_log_view: bool = False,
+        fallback_task_definition: str | None = None,
+    ) -> LogRead:
+        """Lines of output (``problem`` says why there are none); ``source`` names the stream.
+        ECS forgets a stopped task after about an hour: its stream is then found through
+        ``fallback_task_definition`` (the one the try was launched with, by configuration)."""
         if task_definition_arn is None:
             state = self._ecs.describe_tasks([task_arn]).tasks.get(task_arn)
-            if state is None:
+            if state is None and fallback_task_definition is None:
                 return LogRead([], f"ECS task {task_arn} is no longer known to ECS")
-            task_definition_arn = state.task_definition_arn
+            task_definition_arn = state.task_definition_arn if state is not None else fallback_task_definition
         definition = self._ecs.task_definition(task_definition_arn) if task_definition_arn else None
         if definition is None:
             return LogRead([], f"cannot read task definition {task_definition_arn} of ECS task {task_arn}")
@@ -155,7 +188,7 @@ class TaskOutput:
                 f"container {self._container_name!r} of {task_definition_arn} has no awslogs log configuration "
                 "with awslogs-group and awslogs-stream-prefix, so its output cannot be shown",
             )
-        return self._reader.read(where, tail=tail)
+        return self._reader.read(where, tail=tail, for_log_view=for_log_view)
 
 
 @dataclass

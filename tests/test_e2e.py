@@ -26,8 +26,21 @@ RUNS = {"example_fargate": "e2e-example", "e2e_fail": "e2e-fail"}  # triggered a
 @pytest.fixture(scope="module")
 def stack() -> Iterator[AirflowStack]:
     files = ["config/dags/example_fargate.py", "config/dags/example_callbacks.py", "tests/e2e_dags/e2e_dags.py"]
-    with e2e_stack(files, RUNS) as running:
+    # The one line that shows finished tries' logs from CloudWatch (README: Task logs in the UI)
+    extra = {"AIRFLOW__LOGGING__LOGGING_CONFIG_CLASS": "airflow_fargate.log_config.LOGGING_CONFIG"}
+    with e2e_stack(files, RUNS, extra_env=extra) as running:
         yield running
+
+
+def log_view(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> list[dict]:
+    """The UI's log view of one try: the api-server's REST log endpoint, as structured events."""
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
+    content = stack.api_get(path)["content"]
+    return [item for item in content if isinstance(item, dict)]
+
+
+def events_of(view: list[dict]) -> list[str]:
+    return [str(item.get("event")) for item in view]
 
 
 def try_key(dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1) -> str:
@@ -49,11 +62,33 @@ def test_example_dag_succeeds_and_executor_config_reaches_the_container(stack):
     assert per_row.pop(("upstream_ready", -1)) == 3  # reschedule mode: a container per poke, the 3rd succeeds
     assert per_row.pop(("wait_in_triggerer", -1)) == 2  # deferred, then resumed after the triggerer fired
     assert set(per_row.values()) == {1}
-    greet_logs = "".join(
-        p.read_text()
-        for p in stack.task_log_dir("example_fargate", RUNS["example_fargate"]).glob("task_id=greet/**/*.log")
-    )
-    assert "FARGATE_GREETING=hello from executor_config" in greet_logs
+    # task log files stay in each container's own home (removed with it), as on ECS
+    assert not list(stack.task_log_dir("example_fargate", RUNS["example_fargate"]).glob("task_id=greet/**/*.log"))
+    greet = next(r for r in rows if r.task_id == "greet")
+    assert "FARGATE_GREETING=hello from executor_config" in stack.container_output(greet.external_executor_id)
+
+
+def test_a_finished_tries_whole_log_is_in_the_ui_from_cloudwatch(stack):
+    assert stack.wait_for_run("example_fargate", RUNS["example_fargate"]) == "success"
+    view = log_view(stack, "example_fargate", RUNS["example_fargate"], "greet")
+    events = events_of(view)
+    assert any("FARGATE_GREETING=hello from executor_config" in event for event in events), events
+    assert any("Output of ECS task arn:aws:ecs:" in event and "CloudWatch Logs group" in event for event in events)
+    # the container's structured lines are events with their level and logger, not JSON text
+    structured = [item for item in view if item.get("logger") and item.get("level")]
+    assert structured and not any(event.lstrip().startswith("{") for event in events)
+
+
+def test_a_failed_tries_log_shows_the_error_and_a_never_launched_try_the_executors_reason(stack):
+    assert stack.wait_for_run("e2e_fail", RUNS["e2e_fail"]) == "failed"
+    raises = log_view(stack, "e2e_fail", RUNS["e2e_fail"], "raises")
+    assert "Output of ECS task arn:aws:ecs:" in json.dumps(raises)
+    errors = [item for item in raises if item.get("level") == "error"]
+    assert "this task fails on purpose" in json.dumps(errors), events_of(raises)  # in the event or its error_detail
+    never = log_view(stack, "e2e_fail", RUNS["e2e_fail"], "never_launched")
+    reasons = [item for item in never if "executor_config sets count=2" in str(item.get("event"))]
+    assert reasons and reasons[0]["level"] == "error", events_of(never)
+    assert stack.stats()["created_per_try"].get(try_key("e2e_fail", RUNS["e2e_fail"], "never_launched"), 0) == 0
 
 
 def test_example_dag_deadline_callback_runs_in_its_own_container(stack):
@@ -101,8 +136,11 @@ def test_spot_interruption_relaunches_the_same_try_and_succeeds(stack):
     arn = wait_until(running_arn, 180, "spot task never started running")
     time.sleep(2)
     # The UI's log view of the running task asks FargateExecutor.get_task_log in the api-server.
-    logs = stack.api_get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/interrupted_once/logs/1")
-    assert f"ECS task {arn}" in json.dumps(logs)
+    view = log_view(stack, dag_id, run_id, "interrupted_once")
+    assert f"ECS task {arn}" in json.dumps(view)
+    # the running container's structured lines are events (level, logger), not JSON text
+    assert [item for item in view if item.get("logger") and item.get("level")], view
+    assert not any(event.lstrip().startswith("{") for event in events_of(view))
     assert stack.ecs.runner.interrupt(arn)
     assert stack.wait_for_run(dag_id, run_id) == "success"
     (row,) = stack.task_rows(dag_id, run_id)

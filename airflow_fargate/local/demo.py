@@ -27,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     db_url = os.environ.get("AIRFLOW_DEMO_DB_URL") or None
-    stack = AirflowStack(home=args.home.resolve(), dags_folder=args.dags_folder.resolve(), db_url=db_url)
+    # The one line that shows finished tries' logs in the UI from CloudWatch (README: Task logs in the UI)
+    extra_env = {"AIRFLOW__LOGGING__LOGGING_CONFIG_CLASS": "airflow_fargate.log_config.LOGGING_CONFIG"}
+    stack = AirflowStack(
+        home=args.home.resolve(), dags_folder=args.dags_folder.resolve(), db_url=db_url, extra_env=extra_env
+    )
     run_id = f"demo__{int(time.time())}"
     started = time.monotonic()
     print(
@@ -56,12 +60,27 @@ def main(argv: list[str] | None = None) -> int:
         for callback in callbacks:
             containers = created.get(f"callback|{callback.id}", 0)
             print(f"deadline callback {callback.path}: {callback.state} ({containers} container)")
-        print(f"\ntask logs: {stack.task_log_dir(args.dag_id, run_id)}")
+        print_log_view(stack, args.dag_id, run_id, stack.task_rows(args.dag_id, run_id)[-1].task_id)
+        print("\ntask logs: each container writes its own, in its own AIRFLOW_HOME (gone with it, as on ECS)")
         print(f"container output: CloudWatch Logs group {stack.ecs.config.log_group} on {stack.ecs.endpoint_url}")
         print(f"component logs: {stack.home / 'logs'}/{{scheduler,api-server,dag-processor,triggerer}}.log")
         stats = stack.stats()
         print(f"local ECS: {stats['run_task_calls']} run_task calls, {stats['containers_started']} containers started")
     return 0 if state == "success" and all(c.state == "success" for c in callbacks) else 1
+
+
+def print_log_view(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> None:
+    """What the UI's log view shows for one finished try (the api-server's REST log endpoint)."""
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1?full_content=true"
+    print(f"\nlog view of {task_id} (UI: http://127.0.0.1:{stack.api_port}/dags/{dag_id}/runs/{run_id}/tasks/"
+          f"{task_id}?try_number=1, REST: GET {path}), read from CloudWatch after its container exited:")  # fmt: skip
+    try:
+        content = stack.api_get(path)["content"]
+    except Exception as err:
+        print(f"  cannot read it: {err}")
+        return
+    for item in [i for i in content if isinstance(i, dict) and not str(i.get("event", "")).startswith("::")][:12]:
+        print(f"  {str(item.get('timestamp') or '')[:19]:<19} {item.get('level') or ''!s:<7} {item.get('event')}")
 
 
 if __name__ == "__main__":

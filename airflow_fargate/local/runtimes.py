@@ -9,11 +9,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -62,16 +65,32 @@ class _ProcessHandle:
         threading.Thread(target=kill_later, daemon=True, name="local-ecs-kill").start()
 
 
+def private_home(environment: Mapping[str, str]) -> tuple[Path, dict[str, str]]:
+    """A container's own AIRFLOW_HOME: a fresh folder with a copy of the deployment's airflow.cfg
+    (as an image built with the same configuration has), its own log folder, and the environment
+    pointing there. Nothing the task writes reaches the scheduler's filesystem, as on ECS."""
+    home = Path(tempfile.mkdtemp(prefix="local-ecs-container-"))
+    shared = environment.get("AIRFLOW_HOME")
+    if shared and (Path(shared) / "airflow.cfg").is_file():
+        shutil.copy(Path(shared) / "airflow.cfg", home / "airflow.cfg")
+    env = dict(environment)
+    env["AIRFLOW_HOME"] = str(home)
+    env["AIRFLOW__LOGGING__BASE_LOG_FOLDER"] = str(home / "logs")
+    return home, env
+
+
 class ProcessRuntime:
-    """Runs the command as a subprocess on this machine (the default: no engine needed)."""
+    """Runs the command as a subprocess on this machine (the default: no engine needed), in its
+    own AIRFLOW_HOME, removed when it exits (private_home)."""
 
     name = "process"
 
     def start(self, spec: ContainerSpec, on_output: OutputFn, on_exit: ExitFn) -> Handle:
+        home, env = private_home(spec.environment)
         try:
             proc = subprocess.Popen(
                 list(spec.command),
-                env=dict(spec.environment),
+                env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -80,6 +99,7 @@ class ProcessRuntime:
                 start_new_session=True,  # its own process group, so stop() reaches its children
             )
         except OSError as err:
+            shutil.rmtree(home, ignore_errors=True)
             on_output(f"CannotStartContainerError: {err}")
             on_exit(127)
             return _NullHandle()
@@ -89,6 +109,7 @@ class ProcessRuntime:
             for line in proc.stdout:
                 on_output(line.rstrip("\n"))
             code = proc.wait()
+            shutil.rmtree(home, ignore_errors=True)  # the container is gone, and its files with it
             on_exit(128 - code if code < 0 else code)  # killed by signal N -> 128+N, as Docker reports
 
         threading.Thread(target=pump, daemon=True, name="local-ecs-output").start()

@@ -216,6 +216,15 @@ class AirflowStack:
         finally:
             engine.dispose()
 
+    def container_output(self, task_arn: str) -> str:
+        """What one ECS task's Airflow container printed (its awslogs stream on the local endpoint):
+        task log files stay inside the container, as on ECS."""
+        assert self.ecs is not None
+        cfg = self.ecs.config
+        stream = f"{cfg.log_stream_prefix}/{cfg.container_name}/{task_arn.rsplit('/', 1)[-1]}"
+        events = self.ecs.client("logs").get_log_events(logGroupName=cfg.log_group, logStreamName=stream)["events"]
+        return "\n".join(str(event["message"]) for event in events)
+
     def task_events(self, dag_id: str, run_id: str) -> list[tuple[str, str, str | None]]:
         """(task_id, event, extra) of every audit-log row of this run: the executor's task events."""
         rows = self._query(

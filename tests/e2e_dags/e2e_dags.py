@@ -24,8 +24,13 @@ def e2e_fail():
         os.kill(os.getppid(), signal.SIGKILL)
         os._exit(1)
 
+    @task(executor_config={"count": 2})
+    def never_launched():
+        """Fails before any container runs: its log view shows the executor's reason."""
+
     raises()
     dies()
+    never_launched()
 
 
 @dag(schedule=None, start_date=START, catchup=False)
