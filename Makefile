@@ -20,8 +20,8 @@ $(STAMP): setup.cfg pyproject.toml
 venv: $(STAMP)
 
 lint: venv
-	$(BIN)/ruff check airflow_fargate config tests benchmarks
-	$(BIN)/ruff format --check airflow_fargate config tests benchmarks
+	$(BIN)/ruff check airflow_fargate config tests benchmarks docs
+	$(BIN)/ruff format --check airflow_fargate config tests benchmarks docs
 
 typecheck: venv
 	$(BIN)/mypy
