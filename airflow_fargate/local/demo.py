@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         for callback in callbacks:
             containers = created.get(f"callback|{callback.id}", 0)
             print(f"deadline callback {callback.path}: {callback.state} ({containers} container)")
-        print_log_view(stack, args.dag_id, run_id, stack.task_rows(args.dag_id, run_id)[-1].task_id)
+        task_ids = [row.task_id for row in stack.task_rows(args.dag_id, run_id)]
+        print_log_view(stack, args.dag_id, run_id, "greet" if "greet" in task_ids else task_ids[-1])
         print("\ntask logs: each container writes its own, in its own AIRFLOW_HOME (gone with it, as on ECS)")
         print(f"container output: CloudWatch Logs group {stack.ecs.config.log_group} on {stack.ecs.endpoint_url}")
         print(f"component logs: {stack.home / 'logs'}/{{scheduler,api-server,dag-processor,triggerer}}.log")
