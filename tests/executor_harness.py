@@ -9,7 +9,7 @@ import pytest
 from airflow.models.taskinstancekey import TaskInstanceKey
 
 from airflow_fargate.executor import FargateExecutor
-from tests.helpers import MotoEcs, minimal_config, moto_ecs, submit
+from tests.helpers import MotoEcs, make_workload, minimal_config, moto_ecs, submit
 
 
 class FakeClock:
@@ -83,3 +83,14 @@ def events(executor: FargateExecutor) -> dict[TaskInstanceKey, tuple[Any, Any]]:
 
 
 # ---- loading and start ----------------------------------------------------------------------------
+
+
+def launched_running(executor: FargateExecutor, ecs: MotoEcs) -> tuple[Any, str]:
+    """One try queued, launched and RUNNING on (moto) ECS: its key and task ARN."""
+    (key,) = queue(executor, make_workload())
+    beat(executor)
+    (arn,) = ecs.all_task_arns()
+    ecs.set_state(arn, "RUNNING")
+    beat(executor)
+    events(executor)
+    return key, arn

@@ -10,8 +10,7 @@ import pytest
 
 from airflow_fargate.log_view import FargateTaskLogIO, is_ecs_task_arn
 from airflow_fargate.logs import log_view_line
-from tests.executor_harness import beat, events, queue
-from tests.helpers import make_workload
+from tests.executor_harness import launched_running
 
 JSON_LINE = json.dumps({"timestamp": "2026-01-01T00:00:00Z", "level": "info", "logger": "task", "event": "hello"})
 
@@ -36,16 +35,6 @@ def test_what_counts_as_an_ecs_task_arn():
     assert not is_ecs_task_arn("local-executor-id") and not is_ecs_task_arn(None)
 
 
-def launched(executor, ecs):
-    (key,) = queue(executor, make_workload())
-    beat(executor)
-    (arn,) = ecs.all_task_arns()
-    ecs.set_state(arn, "RUNNING")
-    beat(executor)
-    events(executor)
-    return key, arn
-
-
 def finished_ti(key, arn, state="success", **extra):
     return SimpleNamespace(
         key=key, dag_id=key.dag_id, task_id=key.task_id, run_id=key.run_id, map_index=key.map_index,
@@ -55,7 +44,7 @@ def finished_ti(key, arn, state="success", **extra):
 
 
 def test_a_finished_try_is_read_from_its_cloudwatch_stream(executor, ecs):
-    key, arn = launched(executor, ecs)
+    key, arn = launched_running(executor, ecs)
     ecs.print(arn, JSON_LINE, "plain output")
     io = FargateTaskLogIO(reasons=lambda ti: [])
     sources, logs = io.read("ignored/relative/path.log", finished_ti(key, arn))
@@ -66,13 +55,13 @@ def test_a_finished_try_is_read_from_its_cloudwatch_stream(executor, ecs):
 
 
 def test_a_running_try_is_left_to_the_executor(executor, ecs):
-    key, arn = launched(executor, ecs)
+    key, arn = launched_running(executor, ecs)
     ecs.print(arn, "x")
     assert FargateTaskLogIO(reasons=lambda ti: []).read("p", finished_ti(key, arn, state="running")) == ([], [])
 
 
 def test_a_stopped_task_ecs_forgot_is_found_through_the_configured_task_definition(executor, ecs, monkeypatch):
-    key, arn = launched(executor, ecs)
+    key, arn = launched_running(executor, ecs)
     ecs.print(arn, "still in CloudWatch")
     io = FargateTaskLogIO(reasons=lambda ti: [])
     forgotten = SimpleNamespace(tasks={})
@@ -162,7 +151,7 @@ def test_the_logging_config_class_adds_the_reader_unless_remote_logging_is_on(mo
 def test_airflow2s_task_handler_reads_the_same_way(executor, ecs, tmp_path):
     from airflow_fargate.log_handler import FargateTaskHandler
 
-    key, arn = launched(executor, ecs)
+    key, arn = launched_running(executor, ecs)
     ecs.print(arn, "from CloudWatch on Airflow 2")
     handler = FargateTaskHandler(base_log_folder=str(tmp_path))
     handler._io = FargateTaskLogIO(reasons=lambda ti: [])

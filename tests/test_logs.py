@@ -15,8 +15,8 @@ from botocore.exceptions import ClientError
 
 from airflow_fargate.aws_session import AwsTarget
 from airflow_fargate.logs import CloudWatchLogReader, FailureOutput, LogRead, LogStream, awslogs_stream
-from tests.executor_harness import beat, events, queue
-from tests.helpers import CONTAINER, LOG_GROUP, LOG_PREFIX, REGION, make_workload
+from tests.executor_harness import beat, events, launched_running
+from tests.helpers import CONTAINER, LOG_GROUP, LOG_PREFIX, REGION
 
 START_MS = (int(time.time()) - 60) * 1000  # CloudWatch drops events older than 14 days
 ARN = "arn:aws:ecs:us-east-1:123456789012:task/airflow-tasks/0123abcd"
@@ -232,18 +232,8 @@ def test_shutdown_releases_everything():
 # ---- through the executor ----------------------------------------------------------------------------
 
 
-def launched(executor, ecs) -> tuple[Any, str]:
-    (key,) = queue(executor, make_workload())
-    beat(executor)
-    (arn,) = ecs.all_task_arns()
-    ecs.set_state(arn, "RUNNING")
-    beat(executor)
-    events(executor)
-    return key, arn
-
-
 def test_failed_task_reason_ends_with_its_output(executor, ecs):
-    key, arn = launched(executor, ecs)
+    key, arn = launched_running(executor, ecs)
     ecs.print(arn, "starting", "Traceback (most recent call last):", "ValueError: bad input")
     ecs.set_state(arn, "STOPPED", exit_codes={CONTAINER: 1}, stop_code="EssentialContainerExited")
     beat(executor)
@@ -255,7 +245,7 @@ def test_failed_task_reason_ends_with_its_output(executor, ecs):
 
 
 def test_failed_task_without_output_still_fails_with_its_reason(executor, ecs):
-    key, arn = launched(executor, ecs)
+    key, arn = launched_running(executor, ecs)
     ecs.set_state(arn, "STOPPED", exit_codes={CONTAINER: 137}, stop_code="EssentialContainerExited")
     beat(executor)
     state, reason = events(executor)[key]
@@ -264,7 +254,7 @@ def test_failed_task_without_output_still_fails_with_its_reason(executor, ecs):
 
 
 def test_get_task_log_shows_the_running_containers_output(executor, ecs):
-    key, arn = launched(executor, ecs)
+    key, arn = launched_running(executor, ecs)
     ecs.print(arn, "hello from the container", "still working")
     ti = SimpleNamespace(key=key, try_number=key.try_number, external_executor_id=arn)
     messages, logs = executor.get_task_log(ti, key.try_number)
@@ -276,7 +266,7 @@ def test_get_task_log_shows_the_running_containers_output(executor, ecs):
 
 
 def test_get_task_log_explains_when_there_is_nothing_to_show(executor, ecs):
-    key, arn = launched(executor, ecs)
+    key, arn = launched_running(executor, ecs)
     ti = SimpleNamespace(key=key, try_number=key.try_number, external_executor_id=arn)
     messages, logs = executor.get_task_log(ti, key.try_number)
     assert logs == [] and "no output yet" in messages[0]
@@ -288,7 +278,7 @@ def test_get_task_log_works_in_a_process_that_never_started_the_executor(executo
     """The api-server loads executors only to read logs: it never calls start()."""
     from airflow_fargate.executor import FargateExecutor
 
-    key, arn = launched(executor, ecs)
+    key, arn = launched_running(executor, ecs)
     ecs.print(arn, "seen from the api-server")
     ti = SimpleNamespace(key=key, try_number=key.try_number, external_executor_id=arn)
     reader = FargateExecutor()
@@ -298,7 +288,7 @@ def test_get_task_log_works_in_a_process_that_never_started_the_executor(executo
 
 
 def test_get_task_log_never_raises(executor, ecs, monkeypatch):
-    key, arn = launched(executor, ecs)
+    key, arn = launched_running(executor, ecs)
 
     def broken(arns):
         raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "DescribeTasks")
