@@ -3,7 +3,10 @@ local ECS tasks. Runs in the Airflow 2 venv of `make test`; skipped on Airflow 3
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +47,22 @@ def test_adopted_try_command_is_rebuilt_from_its_db_row(stack):
     assert command[:6] == ["airflow", "tasks", "run", DAG_ID, "total", RUN_ID]
     assert "--local" in command
     assert command[command.index("--subdir") + 1].endswith("e2e_airflow2.py")
+
+
+def test_the_log_view_shows_a_finished_tries_output_from_cloudwatch(stack):
+    """Airflow 2's own log reading code, with the one logging line of the README, in the place of
+    the webserver: the try's log file went with its container, its output is read from CloudWatch."""
+    assert stack.wait_for_run(DAG_ID, RUN_ID) == "failed"
+    script = str(Path(__file__).parent / "e2e_dags_airflow2" / "read_log_view.py")
+    env = {**stack.env(), "AIRFLOW__LOGGING__LOGGING_CONFIG_CLASS": "airflow_fargate.log_config.LOGGING_CONFIG"}
+    result = subprocess.run(
+        [sys.executable, script, DAG_ID, RUN_ID, "total"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    view = result.stdout
+    assert "Output of ECS task arn:aws:ecs:" in view and "FARGATE_GREETING=hello from airflow 2" in view, view[-3000:]
