@@ -101,7 +101,9 @@ class FargateTaskLogIO:
         try:
             if is_ecs_task_arn(arn):
                 result = self._task_output().read(
-                    arn, for_log_view=True, fallback_task_definition=self._launched_task_definition(ti)
+                    arn,
+                    for_log_view=True,
+                    fallback_task_definition=functools.partial(self._launched_task_definition, ti),
                 )
                 sources.append(
                     f"Output of ECS task {arn} from {result.source}"

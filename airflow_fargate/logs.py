@@ -168,16 +168,19 @@ class TaskOutput:
         *,
         tail: int | None = None,
         for_log_view: bool = False,
-        fallback_task_definition: str | None = None,
+        fallback_task_definition: Callable[[], str | None] | None = None,
     ) -> LogRead:
         """Lines of output (``problem`` says why there are none); ``source`` names the stream.
-        ECS forgets a stopped task after about an hour: its stream is then found through
-        ``fallback_task_definition`` (the one the try was launched with, by configuration)."""
+        ECS forgets a stopped task after about an hour: its stream is then found through the
+        task definition ``fallback_task_definition()`` names (asked only then)."""
         if task_definition_arn is None:
             state = self._ecs.describe_tasks([task_arn]).tasks.get(task_arn)
-            if state is None and fallback_task_definition is None:
+            if state is not None:
+                task_definition_arn = state.task_definition_arn
+            elif fallback_task_definition is not None:
+                task_definition_arn = fallback_task_definition()
+            if task_definition_arn is None:
                 return LogRead([], f"ECS task {task_arn} is no longer known to ECS")
-            task_definition_arn = state.task_definition_arn if state is not None else fallback_task_definition
         definition = self._ecs.task_definition(task_definition_arn) if task_definition_arn else None
         if definition is None:
             return LogRead([], f"cannot read task definition {task_definition_arn} of ECS task {task_arn}")

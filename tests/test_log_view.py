@@ -47,6 +47,7 @@ def test_a_finished_try_is_read_from_its_cloudwatch_stream(executor, ecs):
     key, arn = launched_running(executor, ecs)
     ecs.print(arn, JSON_LINE, "plain output")
     io = FargateTaskLogIO(reasons=lambda ti: [])
+    io._launched_task_definition = lambda ti: pytest.fail("only needed once ECS forgot the task")
     sources, logs = io.read("ignored/relative/path.log", finished_ti(key, arn))
     assert sources == [f"Output of ECS task {arn} from CloudWatch Logs group /ecs/airflow, stream airflow/base/{arn.rsplit('/', 1)[-1]}"]  # fmt: skip
     first, second = logs[0].splitlines()
