@@ -172,7 +172,7 @@ class FargateExecutor(BaseExecutor):
             self._accept(TrackedTask(item.key, None, item.executor_config, item.queue, item.kind, workload=workload))
 
     def log_task_event(self, *, event: str, extra: str, ti_key: Any) -> None:
-        """Airflow's, plus a reference that keeps the row until the scheduler saved it (compat.py)."""
+        """Airflow's, plus a reference that keeps the row until the scheduler saved it (task_events.py)."""
         before = len(self._task_event_logs)
         super().log_task_event(event=event, extra=extra, ti_key=ti_key)
         self._task_events.keep_added_since(before)
