@@ -312,10 +312,7 @@ class RunTaskKwargsBuilder:
         camelized), refused with ``error`` naming ``label`` if it asks for what the executor owns."""
         refuse_deep_nesting(label, raw, error)  # before anything recursive sees it
         layer = camelize_keys(expand_shorthand(raw, self.settings.container_name, label, error), label, error)
-        check_count(label, layer, error)
-        warn_started_by(label, layer, self._warned)
-        if "launchType" in layer and "capacityProviderStrategy" in layer:
-            raise error(f"{label} sets both launchType and capacityProviderStrategy; ECS accepts one.")
+        self._check_layer(label, layer, error)
         if "clientToken" in layer:
             raise error(f"{label} may not set clientToken: the executor sets it per launch.")
         overrides = layer.get("overrides", {})
@@ -327,6 +324,15 @@ class RunTaskKwargsBuilder:
                     f"{self.settings.container_name!r} is the Airflow task's own and cannot be overridden."
                 )
         return layer
+
+    def _check_layer(self, label: str, layer: Mapping[str, Any], error: type[Exception]) -> None:
+        """What every layer is refused for: a count other than 1, deep nesting, both launchType and
+        capacityProviderStrategy; a startedBy is named in one warning."""
+        check_count(label, layer, error)
+        warn_started_by(label, layer, self._warned)
+        refuse_deep_nesting(label, layer, error)
+        if "launchType" in layer and "capacityProviderStrategy" in layer:
+            raise error(f"{label} sets both launchType and capacityProviderStrategy; ECS accepts one.")
 
     def layers(
         self, command: Sequence[str], queue: str | None = None, executor_config: Any = None
@@ -373,13 +379,7 @@ class RunTaskKwargsBuilder:
         for index, (name, layer) in enumerate(layers):
             if index < 2:  # profiles were checked at start
                 label = _layer_label(name) if index == 0 else option_label("run_task_kwargs")
-                check_count(label, layer, FargateConfigError)
-                warn_started_by(label, layer, self._warned)
-                refuse_deep_nesting(label, layer, FargateConfigError)
-                if "launchType" in layer and "capacityProviderStrategy" in layer:
-                    raise FargateConfigError(
-                        f"{label} sets both launchType and capacityProviderStrategy; ECS accepts one."
-                    )
+                self._check_layer(label, layer, FargateConfigError)
             merged = deep_merge(merged, layer)
         return merged
 
