@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.3.0"  # the one place the version is written (setup.cfg reads it)
+__version__ = "0.4.0"  # the one place the version is written (setup.cfg reads it)
 __all__ = ["FargateExecutor", "__version__"]
 
 if TYPE_CHECKING:

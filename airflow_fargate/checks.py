@@ -8,9 +8,11 @@ sentence saying what was found or what to fix. WARN never fails the command.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -248,27 +250,31 @@ TAGGING_IAM = "ecs:TagResource on arn:aws:ecs:<region>:<account>:task/<cluster>/
 
 def check_task_tagging(ecs: Any, cluster: str) -> list[Check]:
     """Every task is started with owner tags (ownership.py), which needs the long task ARN format
-    and ecs:TagResource; without them every RunTask fails. The permission is probed by tagging a
-    task that cannot exist: IAM answers AccessDenied before ECS looks for the task."""
-    results = []
+    and ecs:TagResource; without them every RunTask fails."""
+    return [check_arn_format(ecs), check_tagging_permission(ecs, cluster)]
+
+
+def check_arn_format(ecs: Any) -> Check:
+    """Tags on tasks need the long task ARN format."""
     try:
         found = ecs.list_account_settings(name="taskLongArnFormat", effectiveSettings=True).get("settings") or []
     except (BotoCoreError, ClientError) as err:
-        results.append(Check("task ARN format", Status.WARN, f"cannot read ecs:ListAccountSettings ({_error(err)})"))
-    else:
-        value = str(found[0].get("value", "enabled")) if found else "enabled"
-        if value.lower() == "disabled":
-            results.append(
-                Check(
-                    "task ARN format",
-                    Status.FAIL,
-                    "taskLongArnFormat is disabled for this identity: ECS cannot tag its tasks, and FargateExecutor "
-                    "tags every task to find it after a scheduler crash. Run: aws ecs put-account-setting "
-                    "--name taskLongArnFormat --value enabled",
-                )
-            )
-        else:
-            results.append(Check("task ARN format", Status.PASS, "long ARN format: tasks can carry tags"))
+        return Check("task ARN format", Status.WARN, f"cannot read ecs:ListAccountSettings ({_error(err)})")
+    value = str(found[0].get("value", "enabled")) if found else "enabled"
+    if value.lower() == "disabled":
+        return Check(
+            "task ARN format",
+            Status.FAIL,
+            "taskLongArnFormat is disabled for this identity: ECS cannot tag its tasks, and FargateExecutor "
+            "tags every task to find it after a scheduler crash. Run: aws ecs put-account-setting "
+            "--name taskLongArnFormat --value enabled",
+        )
+    return Check("task ARN format", Status.PASS, "long ARN format: tasks can carry tags")
+
+
+def check_tagging_permission(ecs: Any, cluster: str) -> Check:
+    """ecs:TagResource on the cluster's tasks, probed by tagging a task that cannot exist: IAM
+    answers AccessDenied before ECS looks for the task."""
     try:
         clusters = ecs.describe_clusters(clusters=[cluster]).get("clusters") or []
         cluster_arn = str(clusters[0]["clusterArn"])
@@ -276,28 +282,31 @@ def check_task_tagging(ecs: Any, cluster: str) -> list[Check]:
         ecs.tag_resource(resourceArn=probe, tags=[{"key": "airflow-fargate:probe", "value": "1"}])
     except ClientError as err:
         if "AccessDenied" in _code(err) or "not authorized" in str(err):
-            return [
-                *results,
-                Check(
-                    "task tagging",
-                    Status.WARN,
-                    f"ecs:TagResource was refused for tasks ({_error(err)}). RunTask with tags needs {TAGGING_IAM} "
-                    "(a policy that allows it only with the condition ecs:CreateAction=RunTask is enough, and "
-                    "answers this probe with AccessDenied too).",
-                ),
-            ]
+            return Check(
+                "task tagging",
+                Status.WARN,
+                f"ecs:TagResource was refused for tasks ({_error(err)}). RunTask with tags needs {TAGGING_IAM} "
+                "(a policy that allows it only with the condition ecs:CreateAction=RunTask is enough, and "
+                "answers this probe with AccessDenied too).",
+            )
     except Exception:  # the task not being found (or no cluster) is the expected answer
         log.debug("TagResource probe answered", exc_info=True)
-    return [*results, Check("task tagging", Status.PASS, "ecs:TagResource is allowed for this cluster's tasks")]
+    return Check("task tagging", Status.PASS, "ecs:TagResource is allowed for this cluster's tasks")
 
 
 def startup_problems(
     ecs: Any, cluster: str, task_definition: str | None, container: str
 ) -> tuple[list[str], list[str]]:
     """What the executor's startup health check refuses to start with (cluster, task definition,
-    task tagging), and what it only warns about."""
-    checks = [check_cluster(ecs, cluster), *check_task_tagging(ecs, cluster)]
+    task ARN format), and what it only warns about. The tagging permission probe, which can only
+    warn and takes a second round trip, is the caller's to run beside the first heartbeats."""
+    jobs: list[Callable[[], Check]] = [
+        functools.partial(check_cluster, ecs, cluster),
+        functools.partial(check_arn_format, ecs),
+    ]
     if task_definition:
-        checks.append(check_task_definition(ecs, task_definition, container)[0])
+        jobs.append(lambda: check_task_definition(ecs, task_definition, container)[0])
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="fargate-health") as pool:
+        checks = list(pool.map(lambda job: job(), jobs))  # the calls go out together: one round trip
     problems = [c.detail for c in checks if c.status is Status.FAIL]
     return problems, [f"{c.name}: {c.detail}" for c in checks if c.status is Status.WARN]

@@ -18,11 +18,16 @@ from botocore.config import Config
 
 from airflow_fargate.aws_session import AwsTarget
 from airflow_fargate.ecs_types import EcsTaskState, LaunchFailure, LaunchResult, MalformedEntry
+from airflow_fargate.launcher import is_throttling
+from airflow_fargate.rate_limit import AdaptiveRateLimiter, describe_burst
 
 log = logging.getLogger(__name__)
 
 DESCRIBE_BATCH = 100  # ECS DescribeTasks accepts at most 100 task ARNs per call
 DESCRIBE_WORKERS = 10
+# The describe budget's default: half of ECS's DescribeTasks quota (burst 100, 20/s per account),
+# leaving the rest to the UI's log views, the AWS console and other tools.
+DESCRIBE_RATE = 10.0
 DEFINITION_RETRY_SECONDS = 300.0  # an unreadable task definition is asked for again after this
 BOTO_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
@@ -37,12 +42,24 @@ LAUNCH_CONFIG = BOTO_CONFIG.merge(Config(retries={"mode": "standard", "max_attem
 
 @dataclass
 class DescribeResult:
+    """What one or more DescribeTasks calls said."""
+
     tasks: dict[str, EcsTaskState] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)  # arn -> failure reason (e.g. MISSING)
     unreadable: set[str] = field(default_factory=set)  # malformed entries: neither judged nor missing
     # task definition ARN -> its essential containers (None: unreadable, judge all as essential),
-    # looked up here, on the describing thread, for every STOPPED task.
+    # looked up (and cached) on the describing thread for every task described.
     essential: dict[str, frozenset[str] | None] = field(default_factory=dict)
+
+    @classmethod
+    def merged(cls, results: Sequence[DescribeResult]) -> DescribeResult:
+        merged = cls()
+        for result in results:
+            merged.tasks.update(result.tasks)
+            merged.missing.update(result.missing)
+            merged.unreadable.update(result.unreadable)
+            merged.essential.update(result.essential)
+        return merged
 
 
 def _entries(response: Any, key: str) -> list[Any]:
@@ -53,12 +70,20 @@ def _entries(response: Any, key: str) -> list[Any]:
 class EcsClient:
     """ECS calls the executor makes, against one cluster."""
 
-    def __init__(self, target_factory: Callable[[], AwsTarget], cluster: str) -> None:
+    def __init__(
+        self,
+        target_factory: Callable[[], AwsTarget],
+        cluster: str,
+        describe_limiter: AdaptiveRateLimiter | None = None,
+    ) -> None:
         self._target_factory = target_factory
+        # the executor passes its configured budget; other users (the log view) get the default
+        self.describe_limiter = describe_limiter or AdaptiveRateLimiter(DESCRIBE_RATE, describe_burst(DESCRIBE_RATE))
         self.cluster = cluster
         self._client: Any = None
         self._launch_client: Any = None
         self._client_lock = threading.Lock()
+        self._target: AwsTarget | None = None
         self._definition_cache: dict[str, dict[str, Any]] = {}
         self._definition_failures: dict[str, float] = {}  # ARN -> monotonic time to ask again
         self._malformed_seen: set[str] = set()
@@ -66,8 +91,9 @@ class EcsClient:
         self._describe_pool = ThreadPoolExecutor(max_workers=DESCRIBE_WORKERS, thread_name_prefix="fargate-describe")
 
     def _make_client(self, config: Config) -> Any:
-        target = self._target_factory()
-        return target.client("ecs", config=config)
+        if self._target is None:  # one session for both clients: botocore loads its models once
+            self._target = self._target_factory()
+        return self._target.client("ecs", config=config)
 
     @property
     def client(self) -> Any:
@@ -85,7 +111,8 @@ class EcsClient:
 
     def reset(self) -> None:
         """Drop the clients so the next call re-resolves the connection (rotated credentials)."""
-        self._client = self._launch_client = None
+        with self._client_lock:
+            self._client = self._launch_client = self._target = None
 
     def run_task(self, kwargs: dict[str, Any], client_token: str) -> LaunchResult:
         response = self.launch_client.run_task(**kwargs, clientToken=client_token)
@@ -101,35 +128,40 @@ class EcsClient:
         """Describe any number of tasks: one call per 100 ARNs, the calls made concurrently."""
         batches = [list(arns[i : i + DESCRIBE_BATCH]) for i in range(0, len(arns), DESCRIBE_BATCH)]
         if len(batches) > 1:
-            responses = list(self._describe_pool.map(self._describe_batch, batches))
+            results = list(self._describe_pool.map(self.describe_batch, batches))
         else:
-            responses = [self._describe_batch(batch) for batch in batches]
+            results = [self.describe_batch(batch) for batch in batches]
+        return DescribeResult.merged(results)
+
+    def describe_batch(self, batch: Sequence[str]) -> DescribeResult:
+        """One DescribeTasks call (at most 100 ARNs), paced by the describe budget, parsed; the
+        essential containers of every task's definition are looked up here too."""
+        response = self._describe_call(list(batch))
         result = DescribeResult()
-        for batch, response in zip(batches, responses, strict=True):
-            anonymous = False  # a malformed entry without an ARN: any ARN of the batch may be it
-            for entry in _entries(response, "tasks"):
-                try:
-                    state = EcsTaskState.from_api(entry)
-                except MalformedEntry as err:
-                    arn = entry.get("taskArn") if isinstance(entry, dict) else None
-                    arn = arn if isinstance(arn, str) and arn else None
-                    self._report_malformed(arn, err)
-                    if arn:
-                        result.unreadable.add(arn)
-                    anonymous = anonymous or arn is None
-                    continue
-                result.tasks[state.arn] = state
-            for failure in _entries(response, "failures"):
-                if isinstance(failure, dict) and isinstance(failure.get("arn"), str):
-                    result.missing[failure["arn"]] = str(failure.get("reason") or "MISSING")
-            for arn in [] if anonymous else batch:  # an ARN in neither list is as good as missing
-                if arn not in result.tasks and arn not in result.missing and arn not in result.unreadable:
-                    result.missing[arn] = "MISSING"
-        for state in result.tasks.values():
-            if state.last_status == "STOPPED" and state.task_definition_arn:
-                definition_arn = state.task_definition_arn
-                if definition_arn not in result.essential:
-                    result.essential[definition_arn] = self.essential_containers(definition_arn)
+        anonymous = False  # a malformed entry without an ARN: any ARN of the batch may be it
+        for entry in _entries(response, "tasks"):
+            try:
+                state = EcsTaskState.from_api(entry)
+            except MalformedEntry as err:
+                arn = entry.get("taskArn") if isinstance(entry, dict) else None
+                arn = arn if isinstance(arn, str) and arn else None
+                self._report_malformed(arn, err)
+                if arn:
+                    result.unreadable.add(arn)
+                anonymous = anonymous or arn is None
+                continue
+            result.tasks[state.arn] = state
+        for failure in _entries(response, "failures"):
+            if isinstance(failure, dict) and isinstance(failure.get("arn"), str):
+                result.missing[failure["arn"]] = str(failure.get("reason") or "MISSING")
+        for arn in [] if anonymous else batch:  # an ARN in neither list is as good as missing
+            if arn not in result.tasks and arn not in result.missing and arn not in result.unreadable:
+                result.missing[arn] = "MISSING"
+        # Looked up the first time a definition is seen (cached), not when its task stops: the
+        # round that finds a task STOPPED then makes no second call and is applied a beat sooner.
+        for definition_arn in {state.task_definition_arn for state in result.tasks.values()} - {None}:
+            assert definition_arn is not None
+            result.essential[definition_arn] = self.essential_containers(definition_arn)
         return result
 
     def _report_malformed(self, arn: str | None, err: Exception) -> None:
@@ -142,8 +174,17 @@ class EcsClient:
         self._malformed_seen.add(key)
         log.warning("Ignoring a malformed describe_tasks entry for %s: %s; the other tasks are applied.", key, err)
 
-    def _describe_batch(self, batch: list[str]) -> dict[str, Any]:
-        response: dict[str, Any] = self.client.describe_tasks(cluster=self.cluster, tasks=batch)
+    def _describe_call(self, batch: list[str], **extra: Any) -> Any:
+        """Every DescribeTasks of this process goes through the budget (polls, adoption, the
+        orphan sweep, failure output), so together they stay inside it."""
+        self.describe_limiter.acquire()
+        try:
+            response = self.client.describe_tasks(cluster=self.cluster, tasks=batch, **extra)
+        except Exception as err:
+            if is_throttling(err):
+                self.describe_limiter.on_throttle()
+            raise
+        self.describe_limiter.on_success()
         return response
 
     def close(self) -> None:
@@ -172,10 +213,9 @@ class EcsClient:
                 return arns
 
     def describe_with_tags(self, arns: Sequence[str], pace: Callable[[], None]) -> list[Any]:
-        """Raw describe_tasks entries, tags included, for up to 100 ARNs."""
-        pace()
-        response = self.client.describe_tasks(cluster=self.cluster, tasks=list(arns), include=["TAGS"])
-        return _entries(response, "tasks")
+        """Raw describe_tasks entries, tags included, for up to 100 ARNs (paced by the describe
+        budget, not by ``pace``, which paces the sweep's ListTasks calls)."""
+        return _entries(self._describe_call(list(arns), include=["TAGS"]), "tasks")
 
     def stop_task(self, arn: str, reason: str) -> None:
         self.client.stop_task(cluster=self.cluster, task=arn, reason=reason[:255])

@@ -8,8 +8,10 @@ turns the verdicts into Airflow events. sync() never raises: one task's problem 
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from airflow.configuration import conf as airflow_conf
@@ -17,7 +19,12 @@ from airflow.executors.base_executor import BaseExecutor
 
 from airflow_fargate import metadata_db, work
 from airflow_fargate.aws_session import AwsTarget, aws_target
-from airflow_fargate.checks import Status, check_execution_config_function, startup_problems
+from airflow_fargate.checks import (
+    Status,
+    check_execution_config_function,
+    check_tagging_permission,
+    startup_problems,
+)
 from airflow_fargate.compat import (
     command_for_adopted,
     record_connection_test_failure,
@@ -33,6 +40,7 @@ from airflow_fargate.log_view import build_task_output
 from airflow_fargate.logs import CloudWatchLogReader, FailureOutput, TaskOutput
 from airflow_fargate.ownership import ownership_tags, started_by
 from airflow_fargate.poller import Poller
+from airflow_fargate.rate_limit import AdaptiveRateLimiter, describe_burst
 from airflow_fargate.run_task import RunTaskKwargsBuilder, names_launch_capacity
 from airflow_fargate.settings import ExecutorSettings, load_settings, option_label
 from airflow_fargate.sweep import Action, Listed, OrphanSweeper, Ownership, Snapshot, decide
@@ -88,36 +96,36 @@ class FargateExecutor(BaseExecutor):
     def start(self) -> None:
         """Validate configuration (and optionally AWS reachability), then build every part.
 
-        Raises FargateConfigError before any thread exists, so a bad configuration stops the
-        scheduler with that one message."""
+        Raises FargateConfigError before any lasting thread exists (the start-up calls' pool is
+        joined first), so a bad configuration stops the scheduler with that one message."""
         self.settings = settings = self._load_settings()
-        self.ecs = EcsClient(self._aws_target, settings.cluster)
-        default_strategy = self._cluster_default_strategy(settings)
-        # builds and validates the configured kwargs
-        self.kwargs_builder = RunTaskKwargsBuilder(settings, cluster_default_strategy=default_strategy)
-        function_check = check_execution_config_function(settings, self.kwargs_builder)
-        if function_check is not None and function_check.status is Status.WARN:
-            self.log.warning("%s: %s", option_label("execution_config_function"), function_check.detail)
-        self.ecs.launch_client  # noqa: B018 - create clients now, not inside the first heartbeats
-        stats.gauge("fargate.tasks.running", 0)  # loads Airflow's metrics registry now, not in a heartbeat
-        if settings.check_health_on_startup:
-            problems, warnings = startup_problems(
-                self.ecs.client, settings.cluster, settings.task_definition, settings.container_name
-            )
-            for warning in warnings:
-                self.log.warning("FargateExecutor health check: %s", warning)
-            if problems:
-                raise FargateConfigError(
-                    "FargateExecutor health check failed (set [aws_ecs_executor] check_health_on_startup = "
-                    "False to skip it): " + "; ".join(problems)
-                )
-            self.log.info("FargateExecutor health check passed for cluster %s.", settings.cluster)
+        describe_budget = AdaptiveRateLimiter(
+            settings.describe_tasks_rate, describe_burst(settings.describe_tasks_rate)
+        )
+        self.ecs = EcsClient(self._aws_target, settings.cluster, describe_budget)
+        self.ecs.client  # noqa: B018 - the session and its models, once, before the calls below
+        # The start-up calls go out together: start() costs about one round trip, not five.
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="fargate-start") as pool:
+            strategy = pool.submit(self._cluster_default_strategy, settings)
+            health = pool.submit(self._health_check, settings) if settings.check_health_on_startup else None
+            metrics = pool.submit(stats.gauge, "fargate.tasks.running", 0)  # Airflow's metrics registry
+            self.ecs.launch_client  # noqa: B018 - create clients now, not inside the first heartbeats
+            # builds and validates the configured kwargs
+            self.kwargs_builder = RunTaskKwargsBuilder(settings, cluster_default_strategy=strategy.result())
+            function_check = check_execution_config_function(settings, self.kwargs_builder)
+            if function_check is not None and function_check.status is Status.WARN:
+                self.log.warning("%s: %s", option_label("execution_config_function"), function_check.detail)
+            if health is not None:
+                health.result()
+            metrics.result()
+        self._warm_up = threading.Thread(target=self._after_start, daemon=True, name="fargate-warm-up")
+        self._warm_up.start()
         self.tracker = Tracker(settings.max_run_task_attempts, start_timeout_seconds=settings.task_start_timeout)
         self.log_reader = CloudWatchLogReader(self._aws_target, settings.region_name)
         self.output = TaskOutput(self.ecs, self.log_reader, settings.container_name)
         self.failure_output = FailureOutput(self.output)
         self.launcher = Launcher(self._run_task, rate=settings.run_task_rate, burst=settings.run_task_burst)
-        self.poller = Poller(self._describe)
+        self.poller = Poller(self._describe, max_interval=settings.max_poll_interval)
         self.sweeper = OrphanSweeper(
             functools.partial(self.ecs.list_running_arns, started_by(settings.deployment_id, settings.team)),
             self.ecs.describe_with_tags,
@@ -127,6 +135,28 @@ class FargateExecutor(BaseExecutor):
         self._next_sweep_at = self._clock()  # the first sync() sweeps: at start, tasks of a crashed scheduler
         self._swept: dict[Any, list[Listed]] = {}
         self._started = True
+
+    def _after_start(self) -> None:
+        """Beside the first heartbeats, not in start(): the tagging permission probe, which can
+        only warn and takes two round trips."""
+        if self.settings.check_health_on_startup:
+            check = check_tagging_permission(self.ecs.client, self.settings.cluster)
+            if check.status is not Status.PASS:
+                self.log.warning("FargateExecutor health check: %s: %s", check.name, check.detail)
+
+    def _health_check(self, settings: ExecutorSettings) -> None:
+        """Refuse to start with a readable message when the cluster or task definition is wrong."""
+        problems, warnings = startup_problems(
+            self.ecs.client, settings.cluster, settings.task_definition, settings.container_name
+        )
+        for warning in warnings:
+            self.log.warning("FargateExecutor health check: %s", warning)
+        if problems:
+            raise FargateConfigError(
+                "FargateExecutor health check failed (set [aws_ecs_executor] check_health_on_startup = "
+                "False to skip it): " + "; ".join(problems)
+            )
+        self.log.info("FargateExecutor health check passed for cluster %s.", settings.cluster)
 
     def _cluster_default_strategy(self, settings: ExecutorSettings) -> list[Any]:
         """The cluster's default capacity provider strategy, which launches naming neither
@@ -390,25 +420,28 @@ class FargateExecutor(BaseExecutor):
         except Exception:
             self.log.exception("Could not stop ECS task %s", arn)
 
-    def _poll(self, request_next: bool = True) -> None:
-        """Apply the last background describe, then start the next one (never waits on ECS)."""
-        answer = self.poller.take()
-        if isinstance(answer, Exception):
-            raise answer
-        if answer is not None:
-            self._apply_describe(answer)
-        if request_next and self.tracker.active_arns():
-            self.poller.request(self.tracker.active_arns())
+    def _poll(self) -> None:
+        """Apply every describe answer that arrived since the last heartbeat, then tell the
+        poller what to watch (it describes on its own thread, timed to the heartbeat)."""
+        failure: Exception | None = None
+        for answer in self.poller.take():
+            if isinstance(answer, Exception):
+                failure = answer
+            else:
+                self._apply_describe(answer)
+        self.poller.track(self.tracker.active_arns())
+        if failure is not None:
+            raise failure
 
     def _poll_now(self) -> None:
         """Describe and apply synchronously (shutdown paths, where waiting is the point)."""
         arns = self.tracker.active_arns()
         if arns:
-            self._apply_describe(self._describe(arns))
+            self._apply_describe(self.ecs.describe_tasks(arns))
 
     def _describe(self, arns: Sequence[str]) -> DescribeResult:
         started = time.perf_counter()
-        result = self.ecs.describe_tasks(arns)
+        result = self.ecs.describe_batch(arns)
         stats.timing("fargate.describe.latency", (time.perf_counter() - started) * 1000)
         return result
 
@@ -562,6 +595,7 @@ class FargateExecutor(BaseExecutor):
         self._release_failures(everything=True)
         self.sweeper.shutdown()  # stops already decided are made first
         self.ecs.close()
+        self._warm_up.join()
 
     def _wait_for_tasks(self, interval: float, deadline: float | None = None) -> None:
         """Describe synchronously until no ECS task we own is left (or the deadline passes)."""

@@ -29,6 +29,7 @@ from botocore.exceptions import (
 )
 
 from airflow_fargate.ecs_types import LaunchFailure, LaunchResult, MalformedEntry
+from airflow_fargate.rate_limit import HEADROOM, AdaptiveRateLimiter
 
 # Credentials expired, rotated or not yet there: rebuild the client and try again later.
 CREDENTIAL_CODES = frozenset(
@@ -145,54 +146,6 @@ class LaunchRequest:
     queueing_id: str = ""  # which queueing of ``key`` asked (a later one may supersede it)
 
 
-class AdaptiveRateLimiter:
-    """Token bucket (``burst`` tokens, ``rate`` per second) with AIMD: a throttle halves the rate
-    and empties the bucket, each success adds ``increase`` back up to the configured rate.
-    Never sleeps itself: ``reserve()`` says how long the caller should wait."""
-
-    def __init__(
-        self,
-        rate: float,
-        burst: int,
-        clock: Callable[[], float] = time.monotonic,
-        min_rate: float = 0.5,
-        increase: float = 0.5,
-    ) -> None:
-        self.max_rate = rate
-        self.rate = rate
-        self.burst = max(1, burst)
-        self.min_rate = min(min_rate, rate)
-        self.increase = increase
-        self._clock = clock
-        self._tokens = float(self.burst)
-        self._last = clock()
-        self._lock = threading.Lock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-
-    def reserve(self) -> float:
-        """Take a token and return 0, or return the seconds until one will be available."""
-        with self._lock:
-            self._refill()
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return 0.0
-            return (1 - self._tokens) / self.rate
-
-    def on_throttle(self) -> None:
-        with self._lock:
-            self._refill()
-            self.rate = max(self.min_rate, self.rate / 2)
-            self._tokens = min(self._tokens, 0.0)
-
-    def on_success(self) -> None:
-        with self._lock:
-            self.rate = min(self.max_rate, self.rate + self.increase)
-
-
 Outcome = LaunchResult | LaunchError
 
 
@@ -210,7 +163,7 @@ class Launcher:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._run_task = run_task
-        self.limiter = AdaptiveRateLimiter(rate, burst, clock)
+        self.limiter = AdaptiveRateLimiter(rate, burst, clock, headroom=HEADROOM)
         self._sleep = sleep
         self._max_workers = max_workers
         self._pending: deque[LaunchRequest] = deque()
@@ -292,8 +245,7 @@ class Launcher:
             kwargs = request.build()
         except Exception as err:  # e.g. TaskConfigError: this task's kwargs are invalid
             return LaunchError(f"Cannot build run_task kwargs: {err}", retryable=False)
-        while (delay := self.limiter.reserve()) > 0:
-            self._sleep(delay)
+        self.limiter.acquire(self._sleep)
         try:
             result = self._run_task(kwargs, request.client_token)
         except Exception as err:

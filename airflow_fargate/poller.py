@@ -1,74 +1,242 @@
-"""describe_tasks off the heartbeat thread: one poll in flight at a time, results taken later.
+"""DescribeTasks off the scheduler thread: paced to a budget, timed to the heartbeat.
 
-The executor asks for a poll of the ARNs it tracks each heartbeat and applies the previous
-poll's answer, so the scheduler never waits on DescribeTasks (which, at 2,000 running tasks, is
-20 calls of up to 100 ARNs).
+A poll round describes the ARNs that are due (``PollSchedule``), one call per 100, each call
+paced by the DescribeTasks budget (``rate_limit``) and handed over as soon as it answers, so
+the next heartbeat applies it. Rounds are timed to end just before the heartbeat
+(``HeartbeatClock``): a task ECS stopped is reported within about one heartbeat, at one round
+per heartbeat, not two.
+
+How often a task is asked about adapts: a task whose status changed recently is due every round;
+one that has been quiet for a while is due every ``QUIET_FRACTION`` of its quiet time (at most
+``max_interval``). Calls are always filled up to 100 ARNs with the stalest others (free), so
+below 100 tracked tasks every task is described every round; at 10,000 running tasks the
+budget, not the heartbeat, sets the pace.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+import statistics
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
-from airflow_fargate.ecs import DescribeResult
+from airflow_fargate.ecs import DESCRIBE_BATCH, DescribeResult
 
 Answer = DescribeResult | Exception
+QUIET_FRACTION = 0.05  # a task quiet for 100 s is asked about every 5 s
+MIN_ROUND_SECONDS = 1.0  # never more than one round per second, however fast the scheduler loops
+ROUND_MARGIN_SECONDS = 0.1  # finish a round this long before the expected heartbeat
+DESCRIBE_WORKERS = 4  # calls of one round in flight at once (the budget paces them)
+
+
+@dataclass
+class _Watch:
+    status: str | None
+    changed_at: float
+    polled_at: float = -math.inf
+
+
+class PollSchedule:
+    """Which tracked ARNs a round describes. Pure: the caller passes the time."""
+
+    def __init__(self, max_interval: float, min_interval: float = MIN_ROUND_SECONDS) -> None:
+        self.max_interval = max(max_interval, min_interval)
+        self.min_interval = min_interval
+        self._watches: dict[str, _Watch] = {}
+
+    def __len__(self) -> int:
+        return len(self._watches)
+
+    def track(self, arns: Collection[str], now: float) -> None:
+        """The ARNs to watch from now on (new ones are due at once; others are dropped)."""
+        wanted = arns if isinstance(arns, (set, frozenset)) else set(arns)
+        for arn in [arn for arn in self._watches if arn not in wanted]:
+            del self._watches[arn]
+        for arn in wanted:
+            if arn not in self._watches:
+                self._watches[arn] = _Watch(None, now)
+
+    def interval(self, arn: str, now: float) -> float:
+        watch = self._watches[arn]
+        quiet = now - watch.changed_at
+        return min(self.max_interval, max(self.min_interval, quiet * QUIET_FRACTION))
+
+    def plan(self, now: float, everything: bool = False) -> list[list[str]]:
+        """Batches of at most 100 ARNs: every due one, the last batch topped up with the stalest
+        of the rest. Marks them polled at ``now``."""
+        watches = self._watches
+        if everything:
+            chosen = list(watches)
+        else:
+            slack = 0.15 * self.min_interval  # as HeartbeatClock's: a round may come a little early
+            due = [arn for arn, w in watches.items() if now - w.polled_at >= self.interval(arn, now) - slack]
+            if not due:
+                return []
+            room = -len(due) % DESCRIBE_BATCH
+            if room:
+                chosen_set = set(due)
+                rest = sorted((w.polled_at, arn) for arn, w in watches.items() if arn not in chosen_set)
+                due.extend(arn for _, arn in rest[:room])
+            chosen = due
+        for arn in chosen:
+            watches[arn].polled_at = now
+        return [chosen[i : i + DESCRIBE_BATCH] for i in range(0, len(chosen), DESCRIBE_BATCH)]
+
+    def unpolled(self, arns: Sequence[str]) -> None:
+        """The call for these failed: they are due again next round."""
+        for arn in arns:
+            if (watch := self._watches.get(arn)) is not None:
+                watch.polled_at = -math.inf
+
+    def observe(self, result: DescribeResult, now: float) -> None:
+        """Statuses just read: a change (or no readable answer) keeps the task due every round."""
+        for arn, state in result.tasks.items():
+            watch = self._watches.get(arn)
+            if watch is not None and watch.status != state.last_status:
+                watch.status = state.last_status
+                watch.changed_at = now
+        for arn in [*result.missing, *result.unreadable]:
+            if (watch := self._watches.get(arn)) is not None:
+                watch.changed_at = now
+
+
+class HeartbeatClock:
+    """When the scheduler's next heartbeat is expected, from the last few (pure)."""
+
+    def __init__(self, keep: int = 9) -> None:
+        self._beats: deque[float] = deque(maxlen=keep)
+
+    def beat(self, now: float) -> None:
+        self._beats.append(now)
+
+    def period(self) -> float | None:
+        beats = list(self._beats)
+        if len(beats) < 2:
+            return None
+        return min(30.0, max(0.05, statistics.median(b - a for a, b in itertools.pairwise(beats))))
+
+    def next_round_start(self, last_start: float, round_seconds: float, now: float) -> float:
+        """Start the next round so it ends just before a heartbeat, about MIN_ROUND_SECONDS or more
+        after the last one started (and not before ``now``). The slack keeps a round that is a
+        little early for its heartbeat from being pushed a whole heartbeat later."""
+        earliest = last_start + MIN_ROUND_SECONDS * 0.9
+        period = self.period()
+        if period is None:
+            return max(now, earliest)
+        start = self._beats[-1] + period - round_seconds - ROUND_MARGIN_SECONDS
+        if start < earliest:
+            start += math.ceil((earliest - start) / period) * period
+        return max(now, start)
 
 
 class Poller:
-    """A single background thread running the describe callable on request."""
+    """The describe thread: runs rounds on its own clock and hands answers over per call."""
 
-    def __init__(self, describe: Callable[[Sequence[str]], DescribeResult]) -> None:
+    def __init__(
+        self,
+        describe: Callable[[Sequence[str]], DescribeResult],
+        *,
+        max_interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._describe = describe
+        self._clock = clock
+        self._schedule = PollSchedule(max_interval)
+        self._heartbeats = HeartbeatClock()
         self._cond = threading.Condition()
-        self._wanted: list[str] | None = None
-        self._answer: Answer | None = None
+        self._answers: deque[Answer] = deque()
+        self._next_start = clock()
+        self._kicked = False
         self._busy = False
         self._closing = False
+        self._pool = ThreadPoolExecutor(max_workers=DESCRIBE_WORKERS, thread_name_prefix="fargate-describe")
         self._thread = threading.Thread(target=self._run, daemon=True, name="fargate-describe-poller")
         self._thread.start()
 
-    def request(self, arns: Sequence[str]) -> bool:
-        """Start a poll of ``arns`` unless one is already running or waiting to be taken."""
+    def track(self, arns: Collection[str]) -> None:
+        """Each heartbeat: the ARNs to watch. Also how the poller learns the heartbeat's rhythm."""
+        now = self._clock()
         with self._cond:
-            if self._busy or self._wanted is not None or self._answer is not None or self._closing:
-                return False
-            self._wanted = list(arns)
-            self._busy = True
+            self._heartbeats.beat(now)
+            self._schedule.track(arns, now)
             self._cond.notify_all()
-            return True
 
-    def take(self) -> Answer | None:
-        """The finished poll's answer (a DescribeResult or the exception it raised), once."""
+    def kick(self) -> None:
+        """Describe every tracked ARN now (tests, and callers that must know at once)."""
         with self._cond:
-            answer, self._answer = self._answer, None
-            return answer
+            self._kicked = True
+            self._cond.notify_all()
+
+    def take(self) -> list[Answer]:
+        """Every answer (a DescribeResult per call, or the exception it raised) since the last take."""
+        with self._cond:
+            answers = list(self._answers)
+            self._answers.clear()
+        return answers
 
     @property
-    def busy(self) -> bool:
+    def idle(self) -> bool:
+        """No round running or asked for."""
         with self._cond:
-            return self._busy
+            return not self._busy and not self._kicked
 
     def shutdown(self) -> None:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
         self._thread.join(timeout=30)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _next_batches(self) -> list[list[str]] | None:
+        """Wait until a round is due; its batches (None: shutting down)."""
+        with self._cond:
+            while True:
+                if self._closing:
+                    return None
+                now = self._clock()
+                if self._kicked or (now >= self._next_start and len(self._schedule)):
+                    everything, self._kicked = self._kicked, False
+                    batches = self._schedule.plan(now, everything=everything)
+                    if batches:
+                        self._busy = True
+                        return batches
+                    self._next_start = now + MIN_ROUND_SECONDS
+                    continue
+                timeout = self._next_start - now if len(self._schedule) else None
+                self._cond.wait(timeout)
 
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                while self._wanted is None and not self._closing:
-                    self._cond.wait()
-                if self._closing:
-                    return
-                arns, self._wanted = self._wanted, None
-            answer: Answer
+        recent: deque[float] = deque(maxlen=5)  # the last rounds' durations: plan for the slowest
+        while (batches := self._next_batches()) is not None:
+            started = self._clock()
             try:
-                answer = self._describe(arns or [])
-            except Exception as err:  # handed to the scheduler thread, which logs it
-                answer = err
+                wait([self._pool.submit(self._describe_one, batch) for batch in batches])
+            except RuntimeError:  # the interpreter is exiting: no new threads
+                return
+            now = self._clock()
+            recent.append(now - started)
             with self._cond:
-                self._answer = answer
+                self._next_start = self._heartbeats.next_round_start(started, max(recent), now)
                 self._busy = False
                 self._cond.notify_all()
+
+    def _describe_one(self, batch: list[str]) -> None:
+        with self._cond:
+            if self._closing:
+                return
+        answer: Answer
+        try:
+            answer = self._describe(batch)
+        except Exception as err:  # handed to the scheduler thread, which logs it
+            answer = err
+        with self._cond:
+            if isinstance(answer, DescribeResult):
+                self._schedule.observe(answer, self._clock())
+            else:
+                self._schedule.unpolled(batch)
+            self._answers.append(answer)

@@ -59,6 +59,8 @@ class ExecutorSettings:
     max_run_task_attempts: int = 3
     run_task_rate: float = 20.0
     run_task_burst: int = 100
+    describe_tasks_rate: float = 10.0
+    max_poll_interval: float = 10.0
     task_start_timeout: float = 300.0
     check_health_on_startup: bool = True
     deployment_id: str = ""  # never empty once loaded: configured or derived from the metadata DB
@@ -340,6 +342,8 @@ def load_settings(conf: ConfigSource | None = None) -> ExecutorSettings:
         max_run_task_attempts=_positive_int("max_run_task_attempts", clean["max_run_task_attempts"]),
         run_task_rate=_positive_float("run_task_rate", clean["run_task_rate"]),
         run_task_burst=_positive_int("run_task_burst", clean["run_task_burst"]),
+        describe_tasks_rate=_positive_float("describe_tasks_rate", clean["describe_tasks_rate"]),
+        max_poll_interval=_positive_float("max_poll_interval", clean["max_poll_interval"]),
         task_start_timeout=_positive_float("task_start_timeout", clean["task_start_timeout"]),
         check_health_on_startup=_bool("check_health_on_startup", clean["check_health_on_startup"]),
         deployment_id=_deployment_id(clean.get("deployment_id"), conf),

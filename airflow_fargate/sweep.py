@@ -20,7 +20,6 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 
 from airflow_fargate.metadata_db import ACTIVE_STATES, TryIdentity, TryRow
 from airflow_fargate.ownership import Owner, read_owner
+from airflow_fargate.rate_limit import AdaptiveRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -167,13 +167,10 @@ class Pacer:
     """At most ``rate`` calls per second after a burst; sleeps the calling (sweep) thread."""
 
     def __init__(self, rate: float = SWEEP_CALL_RATE, burst: int = SWEEP_CALL_BURST) -> None:
-        from airflow_fargate.launcher import AdaptiveRateLimiter
-
         self._limiter = AdaptiveRateLimiter(rate, burst)
 
     def __call__(self) -> None:
-        while (delay := self._limiter.reserve()) > 0:
-            time.sleep(delay)
+        self._limiter.acquire()
 
 
 class _Abandoned(Exception):

@@ -63,7 +63,10 @@ def beat(executor: FargateExecutor) -> None:
     executor.heartbeat()
     wait_idle(executor)
     executor._apply_launches()
-    executor._poll(request_next=False)
+    executor.poller.track(executor.tracker.active_arns())
+    executor.poller.kick()  # describe everything now instead of at the poller's next round
+    wait_idle(executor)
+    executor._poll()
     executor.failure_output.wait(30)  # failures wait for their output lines: fetch them now
     executor._release_failures()
 
@@ -72,7 +75,7 @@ def wait_idle(executor: FargateExecutor) -> None:
     """Until no run_task or describe_tasks call of the executor is in flight."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if not executor.launcher.in_flight and not executor.poller.busy:
+        if not executor.launcher.in_flight and executor.poller.idle:
             return
         time.sleep(0.005)
     raise TimeoutError("executor calls still in flight")

@@ -182,3 +182,29 @@ def test_startup_refuses_an_account_whose_tasks_cannot_carry_tags(monkeypatch, e
     ecs.client.put_account_setting(name="taskLongArnFormat", value="disabled")
     with pytest.raises(FargateConfigError, match="taskLongArnFormat is disabled"):
         FargateExecutor().start()
+
+
+def test_the_start_up_health_check_sends_its_calls_together():
+    """Cluster, ARN format and task definition are asked at once (one round trip, not three):
+    each stub call waits until all three are in flight, which a sequential check never reaches."""
+    import threading
+
+    from airflow_fargate.checks import startup_problems
+
+    together = threading.Barrier(3, timeout=5)
+
+    class Ecs:
+        def describe_clusters(self, **kwargs):
+            together.wait()
+            return {"clusters": [{"clusterArn": "arn:aws:ecs:us-east-1:1:cluster/c", "status": "ACTIVE"}]}
+
+        def list_account_settings(self, **kwargs):
+            together.wait()
+            return {"settings": [{"value": "enabled"}]}
+
+        def describe_task_definition(self, **kwargs):
+            together.wait()
+            return {"taskDefinition": {"containerDefinitions": [{"name": "base"}]}}
+
+    problems, warnings = startup_problems(Ecs(), "c", "airflow:1", "base")
+    assert (problems, warnings) == ([], [])

@@ -62,6 +62,35 @@ def test_end_and_terminate_after_a_failed_start_add_nothing_to_its_error(monkeyp
     assert capfd.readouterr() == ("", "")
 
 
+def test_the_tagging_probe_warns_beside_the_first_heartbeats(monkeypatch, ecs, capfd):
+    """The tagging probe (two round trips, and it can only warn) is not in start()'s way, and
+    still says what is wrong; start()'s helper threads are gone once end() returns."""
+    from botocore.exceptions import ClientError
+
+    minimal_config(monkeypatch, check_health_on_startup="True")
+    executor = FargateExecutor()
+    denied = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}, "TagResource")
+    monkeypatch.setattr(executor, "_health_check", lambda settings: None)  # only the probe's fate here
+    import airflow_fargate.executor as executor_module
+    from airflow_fargate.checks import check_tagging_permission
+
+    class Refusing:
+        def describe_clusters(self, **kwargs):
+            return {"clusters": [{"clusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/tasks"}]}
+
+        def tag_resource(self, **kwargs):
+            raise denied
+
+    monkeypatch.setattr(
+        executor_module, "check_tagging_permission", lambda client, cluster: check_tagging_permission(Refusing(), cluster)
+    )
+    executor.start()
+    executor._warm_up.join(10)
+    assert "FargateExecutor health check: task tagging: ecs:TagResource was refused" in capfd.readouterr().out
+    executor.end()
+    assert not [t for t in threading.enumerate() if t.name.startswith(("fargate-start", "fargate-health"))]
+
+
 def test_health_check_can_be_disabled(monkeypatch, ecs):
     minimal_config(monkeypatch, check_health_on_startup="False", cluster="nope")
     FargateExecutor().start()
@@ -172,8 +201,9 @@ def test_sync_survives_describe_errors(executor, ecs, monkeypatch, capfd):
     def broken(arns):
         raise ClientError({"Error": {"Code": "ServerException", "Message": "down"}}, "DescribeTasks")
 
-    monkeypatch.setattr(executor.ecs, "describe_tasks", broken)
-    executor.heartbeat()  # starts a describe in the background; it fails there
+    monkeypatch.setattr(executor.ecs, "describe_batch", broken)
+    executor.heartbeat()
+    executor.poller.kick()  # a describe in the background; it fails there
     wait_idle(executor)
     executor.heartbeat()  # the failure surfaces here, logged, not raised
     assert "describing ECS tasks failed" in capfd.readouterr().out
@@ -709,8 +739,9 @@ def test_no_credentials_while_polling_does_not_crash_sync(executor, ecs, monkeyp
 
     (key,) = queue(executor, make_workload())
     beat(executor)
-    monkeypatch.setattr(executor.ecs, "describe_tasks", lambda arns: (_ for _ in ()).throw(NoCredentialsError()))
+    monkeypatch.setattr(executor.ecs, "describe_batch", lambda arns: (_ for _ in ()).throw(NoCredentialsError()))
     executor.heartbeat()
+    executor.poller.kick()
     wait_idle(executor)
     executor.heartbeat()
     assert "re-resolving credentials" in capfd.readouterr().out

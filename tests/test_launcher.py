@@ -11,7 +11,6 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 
 from airflow_fargate.ecs_types import EcsTaskState, LaunchFailure, LaunchResult
 from airflow_fargate.launcher import (
-    AdaptiveRateLimiter,
     Launcher,
     LaunchError,
     LaunchRequest,
@@ -20,6 +19,7 @@ from airflow_fargate.launcher import (
     is_credentials_error,
     is_throttling,
 )
+from airflow_fargate.rate_limit import HEADROOM, AdaptiveRateLimiter
 
 
 def client_error(code: str, message: str = "msg", status: int = 400) -> ClientError:
@@ -155,8 +155,8 @@ def test_requests_are_sent_in_order_paced_by_the_bucket_without_real_sleeps():
     launcher.shutdown()
     assert order == [str(i) for i in range(6)]  # FIFO: first queued, first launched
     assert [r.key for r, _ in done] == list(range(6))
-    assert clock.now == pytest.approx(2.0)  # 2 from the burst, then 4 more at 2/s
-    assert all(0 < s <= 0.5 for s in clock.sleeps)
+    assert clock.now == pytest.approx(4 / (2 * HEADROOM))  # 2 from the burst, then 4 more at 2/s less headroom
+    assert all(0 < s <= 0.5 / HEADROOM for s in clock.sleeps)
 
 
 def test_throttled_request_keeps_its_place_and_costs_no_attempt():

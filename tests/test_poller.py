@@ -1,58 +1,267 @@
-"""The background describe poller: one poll at a time, answers taken once, errors handed over."""
+"""The describe poller: which tasks a round describes, when rounds run, answers handed over per call."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
 import pytest
 
 from airflow_fargate.ecs import DescribeResult
-from airflow_fargate.poller import Poller
+from airflow_fargate.ecs_types import EcsTaskState
+from airflow_fargate.poller import MIN_ROUND_SECONDS, ROUND_MARGIN_SECONDS, HeartbeatClock, Poller, PollSchedule
 
 
-def wait_answer(poller: Poller, timeout: float = 5):
+def state(arn: str, status: str) -> EcsTaskState:
+    return EcsTaskState(arn=arn, last_status=status, desired_status="RUNNING")
+
+
+def described(statuses: dict[str, str]) -> DescribeResult:
+    return DescribeResult(tasks={arn: state(arn, status) for arn, status in statuses.items()})
+
+
+def planned(schedule: PollSchedule, now: float) -> list[str]:
+    return [arn for batch in schedule.plan(now) for arn in batch]
+
+
+# ---- PollSchedule -------------------------------------------------------------------------------
+
+
+def test_new_tasks_are_due_at_once_and_calls_hold_at_most_100():
+    schedule = PollSchedule(max_interval=10)
+    arns = [f"arn-{i}" for i in range(250)]
+    schedule.track(arns, now=0)
+    batches = schedule.plan(0)
+    assert [len(b) for b in batches] == [100, 100, 50]
+    assert sorted(a for b in batches for a in b) == sorted(arns)
+    assert schedule.plan(0.5) == []  # polled just now: nothing is due
+
+
+def test_a_task_that_changed_is_due_every_round_and_a_quiet_one_less_and_less_often():
+    schedule = PollSchedule(max_interval=10)
+    schedule.track({"busy", "quiet"}, now=0)
+    schedule.plan(0)
+    schedule.observe(described({"busy": "RUNNING", "quiet": "RUNNING"}), now=0)
+    assert schedule.interval("busy", now=1) == MIN_ROUND_SECONDS
+    schedule.observe(described({"busy": "STOPPED"}), now=100)
+    assert schedule.interval("busy", now=101) == MIN_ROUND_SECONDS  # just changed
+    assert schedule.interval("quiet", now=100) == pytest.approx(5.0)  # quiet 100 s: every 5 s
+    assert schedule.interval("quiet", now=10_000) == 10  # capped by max_interval
+
+
+def test_more_than_100_quiet_tasks_cost_fewer_calls_and_the_last_call_is_topped_up():
+    schedule = PollSchedule(max_interval=10)
+    quiet = [f"q{i}" for i in range(300)]
+    schedule.track({*quiet, "hot"}, now=0)
+    schedule.plan(0)
+    schedule.observe(described(dict.fromkeys(quiet, "RUNNING")), now=0)
+    schedule.observe(described({"hot": "PENDING"}), now=0)
+    for now in range(1, 200):  # quiet tasks never change; "hot" changes every second
+        schedule.observe(described({"hot": "PENDING" if now % 2 else "RUNNING"}), now=now)
+        batches = schedule.plan(now)
+        assert "hot" in {arn for batch in batches for arn in batch}
+        if now > 100:  # quiet for 100 s+: one call a round covers "hot" plus 99 of the stalest
+            assert len(batches) == 1 and len(batches[0]) == 100
+    stalest = max(now - w.polled_at for w in schedule._watches.values())
+    assert stalest <= 10  # no task goes unasked for longer than max_interval
+
+
+def test_tasks_no_longer_tracked_are_dropped_and_a_failed_call_is_due_again():
+    schedule = PollSchedule(max_interval=10)
+    schedule.track(["a", "b"], now=0)
+    assert sorted(planned(schedule, 0)) == ["a", "b"]
+    schedule.track(["b"], now=0.2)
+    assert len(schedule) == 1
+    assert planned(schedule, 0.5) == []
+    schedule.unpolled(["b"])
+    assert planned(schedule, 0.5) == ["b"]
+
+
+def test_missing_and_unreadable_answers_keep_a_task_due_every_round():
+    schedule = PollSchedule(max_interval=10)
+    schedule.track(["new"], now=0)
+    schedule.observe(described({"new": "RUNNING"}), now=0)
+    schedule.observe(DescribeResult(missing={"new": "MISSING"}), now=500)
+    assert schedule.interval("new", now=501) == MIN_ROUND_SECONDS
+
+
+# ---- HeartbeatClock -----------------------------------------------------------------------------
+
+
+def test_rounds_end_just_before_the_next_heartbeat():
+    clock = HeartbeatClock()
+    assert clock.next_round_start(last_start=0, round_seconds=0.1, now=0.2) == 0.9 * MIN_ROUND_SECONDS  # no rhythm yet
+    for beat in (10.0, 11.0, 12.0, 13.0):
+        clock.beat(beat)
+    start = clock.next_round_start(last_start=12.85, round_seconds=0.1, now=12.95)
+    assert start == pytest.approx(14.0 - 0.1 - ROUND_MARGIN_SECONDS)
+
+
+def test_a_fast_scheduler_loop_gets_at_most_one_round_a_second():
+    clock = HeartbeatClock()
+    for i in range(9):
+        clock.beat(i * 0.2)
+    start = clock.next_round_start(last_start=1.5, round_seconds=0.05, now=1.6)
+    assert start >= 1.5 + 0.9 * MIN_ROUND_SECONDS
+
+
+def test_a_round_longer_than_the_heartbeat_is_followed_at_once():
+    clock = HeartbeatClock()
+    for beat in (0.0, 1.0, 2.0):
+        clock.beat(beat)
+    assert clock.next_round_start(last_start=0.0, round_seconds=8.0, now=8.0) == 8.0
+
+
+# ---- Poller ---------------------------------------------------------------------------------------
+
+
+def wait_for(condition, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        answer = poller.take()
-        if answer is not None:
-            return answer
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError
         time.sleep(0.005)
-    raise TimeoutError
 
 
-def test_one_poll_at_a_time_and_each_answer_once():
-    release = threading.Event()
-    seen: list[list[str]] = []
+@pytest.mark.timeout(30)
+def test_each_call_is_handed_over_as_soon_as_it_answers():
+    """A round of three calls: the first answer is there while another call still waits."""
+    held = threading.Event()
 
     def describe(arns):
-        seen.append(list(arns))
-        release.wait(5)
-        return DescribeResult(missing={a: "MISSING" for a in arns})
+        if "arn-150" in arns:
+            held.wait(10)
+        return described(dict.fromkeys(arns, "RUNNING"))
 
     poller = Poller(describe)
-    assert poller.request(["a"])
-    assert not poller.request(["b"])  # busy: the request is dropped, the caller asks again later
-    assert poller.take() is None
-    release.set()
-    answer = wait_answer(poller)
-    assert answer.missing == {"a": "MISSING"}
-    assert poller.take() is None
-    assert poller.request(["c"])
-    assert wait_answer(poller).missing == {"c": "MISSING"}
-    assert seen == [["a"], ["c"]]
+    poller.track([f"arn-{i}" for i in range(250)])
+    poller.kick()
+    answers: list = []
+    wait_for(lambda: len(answers.extend(poller.take()) or answers) >= 2)
+    assert not poller.idle  # the third call is still out
+    held.set()
+    wait_for(lambda: poller.idle)
+    answers.extend(poller.take())
+    assert sum(len(a.tasks) for a in answers) == 250
     poller.shutdown()
 
 
-def test_errors_are_handed_to_the_caller():
-    poller = Poller(lambda arns: (_ for _ in ()).throw(RuntimeError("ecs down")))
-    poller.request(["a"])
-    answer = wait_answer(poller)
+@pytest.mark.timeout(30)
+def test_errors_are_handed_over_and_the_batch_is_asked_for_again():
+    calls: list[list[str]] = []
+
+    def describe(arns):
+        calls.append(list(arns))
+        if len(calls) == 1:
+            raise RuntimeError("ecs down")
+        return described(dict.fromkeys(arns, "RUNNING"))
+
+    poller = Poller(describe)
+    poller.track(["a"])
+    wait_for(lambda: bool(calls))
+    wait_for(lambda: poller.idle)
+    (answer,) = poller.take()
     assert isinstance(answer, RuntimeError)
+    poller.track(["a"])  # the next round (about a second later) asks again
+    wait_for(lambda: len(calls) >= 2)
     poller.shutdown()
-    assert not poller.request(["a"])
+
+
+@pytest.mark.timeout(30)
+def test_rounds_follow_the_heartbeat_not_a_busy_loop():
+    """With the scheduler beating every 0.3 s for 2.5 s, the poller runs one round a second."""
+    calls: list[float] = []
+
+    def describe(arns):
+        calls.append(time.monotonic())
+        return described(dict.fromkeys(arns, "RUNNING"))
+
+    poller = Poller(describe)
+    started = time.monotonic()
+    while time.monotonic() - started < 2.5:
+        poller.track(["a"])
+        time.sleep(0.3)
+    poller.shutdown()
+    assert 2 <= len(calls) <= 4
+    assert all(b - a >= 0.9 * MIN_ROUND_SECONDS - 0.05 for a, b in itertools.pairwise(calls))
 
 
 @pytest.mark.timeout(10)
-def test_shutdown_while_idle_returns():
+def test_shutdown_while_idle_or_with_nothing_tracked_returns():
     Poller(lambda arns: DescribeResult()).shutdown()
+    poller = Poller(lambda arns: DescribeResult())
+    poller.track([])
+    poller.shutdown()
+
+
+# ---- the describe budget --------------------------------------------------------------------------
+
+
+class RecordingLimiter:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def acquire(self) -> None:
+        self.events.append("acquire")
+
+    def on_success(self) -> None:
+        self.events.append("success")
+
+    def on_throttle(self) -> None:
+        self.events.append("throttle")
+
+
+class StubEcs:
+    def __init__(self, throttle: bool = False) -> None:
+        self.throttle = throttle
+        self.calls: list[dict] = []
+
+    def describe_tasks(self, **kwargs):
+        from botocore.exceptions import ClientError
+
+        self.calls.append(kwargs)
+        if self.throttle:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "DescribeTasks")
+        return {"tasks": [], "failures": [{"arn": arn, "reason": "MISSING"} for arn in kwargs["tasks"]]}
+
+
+def ecs_client(limiter, stub):
+    from airflow_fargate.ecs import EcsClient
+
+    client = EcsClient(lambda: None, "cluster", limiter)
+    client._client = stub
+    return client
+
+
+def test_every_describe_tasks_call_takes_a_token_from_the_budget():
+    """Polls, adoption (describe_tasks of any length) and the sweep (with tags) share one budget."""
+    limiter, stub = RecordingLimiter(), StubEcs()
+    client = ecs_client(limiter, stub)
+    client.describe_tasks([f"arn-{i}" for i in range(250)])
+    client.describe_batch(["a"])
+    client.describe_with_tags(["b"], pace=lambda: None)
+    client.close()
+    assert len(stub.calls) == 5
+    assert limiter.events.count("acquire") == 5 and limiter.events.count("success") == 5
+
+
+def test_a_throttled_describe_slows_the_budget_down():
+    from botocore.exceptions import ClientError
+
+    limiter = RecordingLimiter()
+    client = ecs_client(limiter, StubEcs(throttle=True))
+    with pytest.raises(ClientError):
+        client.describe_batch(["a"])
+    assert limiter.events == ["acquire", "throttle"]
+
+
+def test_the_budget_paces_describe_calls_at_its_rate():
+    """A budget of 10/s with a burst of 20: 100 calls (10,000 tasks) take 8 s, not 1."""
+    from airflow_fargate.rate_limit import AdaptiveRateLimiter, describe_burst
+
+    now = [0.0]
+    limiter = AdaptiveRateLimiter(10, describe_burst(10), clock=lambda: now[0])
+    for _ in range(100):
+        limiter.acquire(sleep=lambda seconds: now.__setitem__(0, now[0] + seconds))
+    assert now[0] == pytest.approx(8.0)

@@ -27,6 +27,8 @@ MODERN_VALUES = {
     "max_run_task_attempts": "5",
     "run_task_rate": "7.5",
     "run_task_burst": "30",
+    "describe_tasks_rate": "4",
+    "max_poll_interval": "30",
     "task_start_timeout": "120",
     "check_health_on_startup": "False",
     "deployment_id": "analytics-prod",
@@ -66,6 +68,7 @@ def test_every_modern_key_from_env(monkeypatch):
     assert dict(settings.run_task_kwargs) == {"tags": [{"key": "team", "value": "data"}]}
     assert settings.max_run_task_attempts == 5
     assert (settings.run_task_rate, settings.run_task_burst) == (7.5, 30)
+    assert (settings.describe_tasks_rate, settings.max_poll_interval) == (4.0, 30.0)
     assert settings.task_start_timeout == 120.0
     assert settings.check_health_on_startup is False
     assert settings.deployment_id == "analytics-prod"
