@@ -6,7 +6,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv lint typecheck unit test test-airflow3 test-airflow2 demo bench docs clean postgres
+.PHONY: venv lint typecheck unit test test-airflow3 test-airflow2 demo bench bench-large docs clean postgres
 
 # The Airflow 3 venv has apache-airflow-providers-amazon too, as the apache/airflow image and most
 # AWS deployments do (tests/test_provider_compat.py checks the two coexist); the Airflow 2 venv
@@ -75,9 +75,11 @@ $(BENCH_VENV)/.installed: setup.cfg pyproject.toml
 	$(BENCH_VENV)/bin/uv pip install --quiet --python $(BENCH_VENV)/bin/python -e '.[local]' apache-airflow-providers-amazon
 	touch $@
 
-# Two quota profiles: the Fargate task-launch quota (20/s, the default) and the RunTask API quota
-# (40/s, e.g. EC2 launch type), where the provider's one-call-at-a-time pace is the gap.
+# Both executors at their default settings, alternating A/B pairs, medians and ratios, then the
+# targets verdict (benchmarks/executor_bench.py). bench-large is N = 10,000 (about an hour).
 bench: $(BENCH_VENV)/.installed
-	$(BENCH_VENV)/bin/python benchmarks/launch_throughput.py $(BENCH_ARGS)
-	$(BENCH_VENV)/bin/python benchmarks/launch_throughput.py --n 500 --rate 40 \
-		--json benchmarks/results/launch_throughput_runtask_quota.json $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python benchmarks/executor_bench.py $(BENCH_ARGS)
+
+bench-large: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python benchmarks/executor_bench.py --n 10000 --pairs 1 \
+		--json benchmarks/results/executor_bench_large.json $(BENCH_ARGS)

@@ -388,3 +388,15 @@ def test_cli_prints_scheduler_env_and_stops_on_sigterm(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(timeout=20) == 0
+
+
+def test_describe_tasks_is_throttled_like_ecs_when_asked(local):
+    """DescribeTasks has its own bucket (the burst, then the rate), counted apart from RunTask's."""
+    set_faults(local, describe_tasks_rate=0.001, describe_tasks_burst=3)
+    client = local.client("ecs")
+    for _ in range(3):
+        client.describe_tasks(cluster=local.config.cluster, tasks=["x"])
+    with pytest.raises(ClientError, match="ThrottlingException"):
+        client.describe_tasks(cluster=local.config.cluster, tasks=["x"])
+    counted = stats(local)
+    assert counted["describe_tasks_throttled"] >= 1 and counted["run_task_throttled"] == 0

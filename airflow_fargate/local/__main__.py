@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stop-grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL")
     parser.add_argument("--env-file", type=Path, help="also write the scheduler env vars to this file")
     for item in fields(Faults):
-        kind = int if item.name in ("run_task_burst", "seed") else float
+        kind = int if item.name.endswith("_burst") or item.name == "seed" else float
         parser.add_argument(f"--{item.name.replace('_', '-')}", type=kind, default=item.default)
     return parser.parse_args(argv)
 

@@ -27,6 +27,8 @@ class Faults:
     latency_ms: float = 0.0  # added to every ECS API call
     run_task_rate: float = 0.0  # sustained RunTask calls/s before ThrottlingException (0 = unlimited)
     run_task_burst: int = 100
+    describe_tasks_rate: float = 0.0  # sustained DescribeTasks calls/s before ThrottlingException (0 = unlimited)
+    describe_tasks_burst: int = 100
     run_task_failure_rate: float = 0.0  # run_task answers with failures[] (capacity, RESOURCE:*, AGENT)
     start_failure_rate: float = 0.0  # task stops with TaskFailedToStart before running
     spot_interruption_rate: float = 0.0  # running task is stopped with SpotInterruption

@@ -78,6 +78,7 @@ class Stats:
 
     run_task_calls: int = 0
     run_task_throttled: int = 0
+    describe_tasks_throttled: int = 0
     run_task_failures_injected: int = 0
     idempotent_replays: int = 0
     tasks_created: int = 0
@@ -95,10 +96,12 @@ class Stats:
     # try -> how each of its tasks was launched: task definition, size, launch type / capacity provider
     launches_per_try: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     api_calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # ECS operation -> calls
+    stopped_at: dict[str, float] = field(default_factory=dict)  # try (or ARN) -> when it last STOPPED (epoch s)
 
     def as_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         data["api_calls"] = dict(self.api_calls)
+        data["stopped_at"] = dict(self.stopped_at)
         data["created_per_try"] = dict(self.created_per_try)
         data["started_per_try"] = dict(self.started_per_try)
         data["stops_per_try"] = {key: list(reasons) for key, reasons in self.stops_per_try.items()}
@@ -337,6 +340,7 @@ class LocalRunner:
                 stop_code=stop_code,
                 stopped_reason=reason,
             )
+            self.stats.stopped_at[running.try_key or task.task_arn] = time.time()
 
     def snapshot_stats(self) -> dict[str, Any]:
         """The counters, plus which tries still have a container that has not stopped."""

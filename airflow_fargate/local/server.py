@@ -205,13 +205,14 @@ class FaultMiddleware:
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
-        self.bucket = TokenBucket(_State.faults.run_task_rate, _State.faults.run_task_burst)
+        self.set_faults(_State.faults)
 
     def set_faults(self, faults: Faults) -> None:
         _State.faults = faults
         if _State.runner:
             _State.runner.faults = faults
         self.bucket = TokenBucket(faults.run_task_rate, faults.run_task_burst)
+        self.describe_bucket = TokenBucket(faults.describe_tasks_rate, faults.describe_tasks_burst)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -226,9 +227,18 @@ class FaultMiddleware:
             if target.endswith(".RunTask") and not self.bucket.take():
                 if _State.runner:
                     _State.runner.stats.run_task_throttled += 1
-                body = {"__type": "ThrottlingException", "message": "Rate exceeded"}
-                return _json_response(start_response, "400 Bad Request", body)
+                return self._throttled(start_response)
+            if target.endswith(".DescribeTasks") and not self.describe_bucket.take():
+                if _State.runner:
+                    _State.runner.stats.describe_tasks_throttled += 1
+                return self._throttled(start_response)
         return self.app(environ, start_response)
+
+    @staticmethod
+    def _throttled(start_response: Callable[..., Any]) -> list[bytes]:
+        return _json_response(
+            start_response, "400 Bad Request", {"__type": "ThrottlingException", "message": "Rate exceeded"}
+        )
 
     def _control(self, path: str, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         if path == "/_local/stats":

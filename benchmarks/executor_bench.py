@@ -1,0 +1,347 @@
+"""FargateExecutor vs apache-airflow-providers-amazon's AwsEcsExecutor, side by side, fairly.
+
+Both executors run with their default settings (the provider's start-up health check on) against
+the same kind of local ECS endpoint: moto, tasks simulated (each "runs" --task-seconds and exits
+0), 80 ms per API call, RunTask and DescribeTasks throttled like ECS (burst 100, 20/s each).
+Each run is a fresh subprocess (so CPU and peak RSS are one executor's) against a fresh endpoint,
+driven as the scheduler drives an executor: heartbeat(), read the event buffer, sleep out the
+rest of the second. Runs alternate (A/B, then B/A, ...) in one invocation; the table shows
+medians over the pairs and ours/provider ratios, then the targets verdict.
+
+    python benchmarks/executor_bench.py                       # N = 100, 500, 2000; 3 pairs
+    python benchmarks/executor_bench.py --n 10000 --pairs 1   # make bench-large
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+EXECUTORS = {
+    "ours": "airflow_fargate.FargateExecutor",
+    "provider": "airflow.providers.amazon.aws.executors.ecs.ecs_executor.AwsEcsExecutor",
+}
+HEARTBEAT = 1.0  # the scheduler's default scheduler_idle_sleep_time
+
+
+# ---- worker: one executor, one N, in its own process --------------------------------------------
+
+
+def make_workload(i: int) -> Any:
+    from airflow.executors.workloads import ExecuteTask
+    from airflow.executors.workloads.base import BundleInfo
+    from airflow.executors.workloads.task import TaskInstanceDTO
+
+    ti = TaskInstanceDTO(
+        id=uuid.uuid4(),
+        dag_version_id=uuid.uuid4(),
+        task_id=f"task_{i}",
+        dag_id="bench",
+        run_id="run",
+        try_number=1,
+        map_index=-1,
+        pool_slots=1,
+        priority_weight=1,
+        queue="default",
+    )
+    return ExecuteTask(ti=ti, dag_rel_path="bench.py", token="t", log_path=None, bundle_info=BundleInfo(name="b"))
+
+
+def try_label(key: Any) -> str:
+    """The local endpoint's name for a try (runner.try_key)."""
+    return "|".join(str(part) for part in (key.dag_id, key.task_id, key.run_id, key.map_index, key.try_number))
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def worker(kind: str, n: int, endpoint: str, timeout: float) -> dict[str, Any]:
+    from airflow.executors.executor_loader import ExecutorLoader
+    from airflow.utils.state import TaskInstanceState
+
+    cpu_before = cpu_seconds()
+    executor = ExecutorLoader.load_executor(EXECUTORS[kind])
+    executor.parallelism = n
+    began = time.perf_counter()
+    executor.start()
+    start_seconds = time.perf_counter() - began
+    for i in range(n):
+        executor.queue_workload(make_workload(i), session=None)
+    started, started_epoch = time.perf_counter(), time.time()
+    heartbeats: list[float] = []
+    finished: dict[str, float] = {}  # try -> when the executor reported it finished (epoch s)
+    failed = 0
+    while len(finished) < n and time.perf_counter() - started < timeout:
+        t0 = time.perf_counter()
+        executor.heartbeat()
+        heartbeats.append(time.perf_counter() - t0)
+        now = time.time()
+        for key, (state, _) in executor.get_event_buffer().items():
+            if state in (TaskInstanceState.SUCCESS, TaskInstanceState.FAILED):
+                finished[try_label(key)] = now
+                failed += state == TaskInstanceState.FAILED
+        time.sleep(max(0.0, HEARTBEAT - heartbeats[-1]))
+    all_finished = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu_before
+    executor.end()
+    ordered = sorted(heartbeats)
+    return {
+        "executor": kind,
+        "n": n,
+        "start_seconds": start_seconds,
+        "started_epoch": started_epoch,
+        "all_finished_seconds": all_finished if len(finished) == n else None,
+        "reported": len(finished),
+        "failed": failed,
+        "finished": finished,
+        "longest_heartbeat_s": ordered[-1],
+        "p99_heartbeat_s": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
+        "cpu_seconds": cpu,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+# ---- parent: one endpoint per run, alternating pairs, medians, ratios, verdict -------------------
+
+
+def run_one(kind: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    from airflow_fargate.local.faults import Faults
+    from airflow_fargate.local.server import LocalEcs
+
+    faults = Faults(
+        latency_ms=args.latency_ms,
+        run_task_rate=args.rate,
+        run_task_burst=args.burst,
+        describe_tasks_rate=args.rate,
+        describe_tasks_burst=args.burst,
+        seed=1,
+    )
+    ecs = LocalEcs(runtime="simulate", simulate_duration=args.task_seconds, faults=faults).start()
+    home = tempfile.mkdtemp(prefix="bench-airflow-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    env.update(ecs.scheduler_env())
+    env.update(
+        {
+            "AIRFLOW_HOME": home,
+            "AIRFLOW__CORE__EXECUTOR": EXECUTORS[kind],
+            "AIRFLOW__CORE__PARALLELISM": str(n),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+            "AIRFLOW_CONN_AWS_DEFAULT": "aws://",
+        }
+    )
+    command = [sys.executable, __file__, "--worker", kind, "--n", str(n), "--endpoint", ecs.endpoint_url]
+    launched_at: list[float] = []
+    done = threading.Event()
+
+    def watch() -> None:  # when the N-th task appeared in ECS (10 ms resolution, outside the worker)
+        while not done.is_set():
+            if ecs.runner is not None and ecs.runner.stats.tasks_created >= n:
+                launched_at.append(time.time())
+                return
+            time.sleep(0.01)
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        proc = subprocess.run(
+            [*command, "--timeout", str(args.timeout)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=args.timeout + 300,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"{kind} N={n} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert ecs.runner is not None
+        stats = ecs.runner.stats.as_dict()
+    finally:
+        done.set()
+        ecs.stop()
+    started_epoch = result.pop("started_epoch")
+    result["launch_seconds"] = launched_at[0] - started_epoch if launched_at else None
+    finished = result.pop("finished")
+    lags = sorted(finished[t] - stopped for t, stopped in stats["stopped_at"].items() if t in finished)
+    last_stop = max(stats["stopped_at"].values(), default=None)
+    result.update(
+        {
+            "describe_calls": stats["api_calls"].get("DescribeTasks", 0),
+            "run_task_calls": stats["api_calls"].get("RunTask", 0),
+            "describe_throttled": stats["describe_tasks_throttled"],
+            "run_task_throttled": stats["run_task_throttled"],
+            "containers": stats["tasks_created"],
+            "median_finish_lag_s": statistics.median(lags) if lags else None,
+            "p99_finish_lag_s": lags[min(len(lags) - 1, int(0.99 * len(lags)))] if lags else None,
+            "last_finish_lag_s": (max(finished.values()) - last_stop) if last_stop and finished else None,
+        }
+    )
+    return result
+
+
+def floor_seconds(n: int, args: argparse.Namespace) -> float:
+    """Fastest any client can launch N tasks under the quota: the burst at once, the rest at rate."""
+    return max(0, n - args.burst) / args.rate + args.latency_ms / 1000
+
+
+METRICS = (  # name, column title, format
+    ("start_seconds", "start s", "{:.2f}"),
+    ("launch_seconds", "launch s", "{:.1f}"),
+    ("x_floor", "x floor", "{:.3f}"),
+    ("all_finished_seconds", "all done s", "{:.1f}"),
+    ("median_finish_lag_s", "lag p50 s", "{:.2f}"),
+    ("p99_finish_lag_s", "lag p99 s", "{:.2f}"),
+    ("longest_heartbeat_s", "max hb s", "{:.3f}"),
+    ("p99_heartbeat_s", "p99 hb s", "{:.3f}"),
+    ("cpu_seconds", "CPU s", "{:.1f}"),
+    ("peak_rss_mb", "RSS MB", "{:.0f}"),
+    ("describe_calls", "Describe", "{:.0f}"),
+    ("run_task_calls", "RunTask", "{:.0f}"),
+    ("describe_throttled", "D thr", "{:.0f}"),
+    ("run_task_throttled", "R thr", "{:.0f}"),
+)
+
+
+def median_of(runs: list[dict[str, Any]], metric: str) -> float | None:
+    values = [r[metric] for r in runs if r.get(metric) is not None]
+    return statistics.median(values) if len(values) == len(runs) and values else None
+
+
+def summarize(results: list[dict[str, Any]], args: argparse.Namespace) -> dict[tuple[int, str], dict[str, Any]]:
+    for r in results:
+        r["x_floor"] = r["launch_seconds"] / floor_seconds(r["n"], args) if r["launch_seconds"] else None
+    summary: dict[tuple[int, str], dict[str, Any]] = {}
+    for n in args.n:
+        for kind in EXECUTORS:
+            runs = [r for r in results if r["n"] == n and r["executor"] == kind]
+            if runs:
+                summary[(n, kind)] = {m: median_of(runs, m) for m, _, _ in METRICS} | {"runs": len(runs)}
+    return summary
+
+
+def table(summary: dict[tuple[int, str], dict[str, Any]]) -> list[str]:
+    header = f"{'N':>6} {'executor':<9}" + "".join(f" {title:>10}" for _, title, _ in METRICS)
+    lines = [header]
+    for (n, kind), row in summary.items():
+        cells = "".join(f" {fmt.format(row[m]) if row[m] is not None else '-':>10}" for m, _, fmt in METRICS)
+        lines.append(f"{n:>6} {kind:<9}{cells}")
+        theirs = summary.get((n, "provider"))
+        if kind == "ours" and theirs:
+            ratios = "".join(f" {ratio(row[m], theirs[m]):>10}" for m, _, _ in METRICS)
+            lines.append(f"{'':>6} {'ours/prov':<9}{ratios}")
+    return lines
+
+
+def ratio(ours: float | None, theirs: float | None) -> str:
+    if ours is None or theirs is None:
+        return "-"
+    if theirs == 0:
+        return "=" if ours == 0 else "inf"
+    return f"{ours / theirs:.2f}"
+
+
+def verdict(summary: dict[tuple[int, str], dict[str, Any]]) -> list[tuple[str, bool | None]]:
+    """The issue's targets, judged on medians of this run (None: not measured)."""
+    checks: list[tuple[str, bool | None]] = []
+    for (n, kind), ours in summary.items():
+        if kind != "ours":
+            continue
+        theirs = summary.get((n, "provider"), {})
+        calls = ours.get("run_task_calls") or 0
+        targets: list[tuple[str, float | None, str, bool]] = [
+            ("x_floor", 1.05, "launch <= 1.05x floor", False),
+            ("median_finish_lag_s", HEARTBEAT, "median finish lag <= one heartbeat", False),
+            ("describe_calls", theirs.get("describe_calls"), "DescribeTasks calls <= provider's", False),
+            ("cpu_seconds", theirs.get("cpu_seconds"), "CPU <= provider's", False),
+            ("longest_heartbeat_s", 0.1, "longest heartbeat < 0.1 s", True),
+            ("start_seconds", 0.5, "start() <= 0.5 s (health check on)", False),
+            ("run_task_throttled", max(1.0, 0.01 * calls), "RunTask throttled <= 1%", False),
+        ]
+        if n >= 10_000:
+            targets.append(("describe_throttled", 0, "no DescribeTasks throttled", False))
+        for metric, limit, label, strict in targets:
+            value = ours.get(metric)
+            if value is None or limit is None:
+                checks.append((f"N={n} {label}: not measured", None))
+                continue
+            met = value < limit if strict else value <= limit
+            checks.append((f"N={n} {label}: {value:.3f} vs {limit:.3f}", met))
+    return checks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, nargs="+", default=[100, 500, 2000])
+    parser.add_argument("--pairs", type=int, default=3, help="A/B pairs per N (the order alternates)")
+    parser.add_argument("--executors", default="ours,provider")
+    parser.add_argument("--task-seconds", type=float, default=10.0, help="how long each simulated task runs")
+    parser.add_argument("--latency-ms", type=float, default=80)
+    parser.add_argument("--rate", type=float, default=20)
+    parser.add_argument("--burst", type=int, default=100)
+    parser.add_argument("--timeout", type=float, default=1800, help="give up on one run after this long")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "executor_bench.json")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.n[0], args.endpoint, args.timeout)))
+        return 0
+
+    kinds = args.executors.split(",")
+    results: list[dict[str, Any]] = []
+    for n in args.n:
+        for pair in range(args.pairs):
+            for kind in kinds if pair % 2 == 0 else reversed(kinds):
+                print(f"N={n} pair {pair + 1}/{args.pairs}: {kind} ...", file=sys.stderr, flush=True)
+                results.append(run_one(kind, n, args))
+
+    machine = f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    summary = summarize(results, args)
+    print(
+        f"\nmedians of {args.pairs} alternating pair(s); {args.latency_ms:.0f} ms/API call; RunTask and "
+        f"DescribeTasks each burst {args.burst} + {args.rate:g}/s; tasks run {args.task_seconds:g} s ({machine})"
+    )
+    for line in table(summary):
+        print(line)
+    checks = verdict(summary)
+    print("\ntargets:")
+    for text, met in checks:
+        print(f"  {'met    ' if met else 'NOT met' if met is False else 'n/a    '} {text}")
+    every = all(met for _, met in checks)
+    print("every target met" if every else "some targets NOT met")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "args": {k: v for k, v in vars(args).items() if k not in ("json", "worker", "endpoint")},
+                "summary": [{"n": n, "executor": kind, **row} for (n, kind), row in summary.items()],
+                "targets": [{"target": text, "met": met} for text, met in checks],
+                "runs": results,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    print(f"\nJSON: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""The benchmark's report: medians over alternating pairs, ratios, and an honest verdict (no timing here)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import executor_bench
+
+
+def run(kind: str, **values: float) -> dict:
+    base = {
+        "executor": kind,
+        "n": 500,
+        "start_seconds": 0.3,
+        "launch_seconds": 20.0,
+        "all_finished_seconds": 40.0,
+        "median_finish_lag_s": 0.8,
+        "p99_finish_lag_s": 1.5,
+        "longest_heartbeat_s": 0.02,
+        "p99_heartbeat_s": 0.01,
+        "cpu_seconds": 3.0,
+        "peak_rss_mb": 180.0,
+        "describe_calls": 60,
+        "run_task_calls": 500,
+        "describe_throttled": 0,
+        "run_task_throttled": 0,
+    }
+    return base | values
+
+
+ARGS = argparse.Namespace(n=[500], burst=100, rate=20.0, latency_ms=80.0)
+
+
+def test_medians_ratios_and_verdict():
+    results = [
+        run("ours", launch_seconds=20.0),
+        run("provider", launch_seconds=60.0, describe_calls=50, longest_heartbeat_s=55.0),
+        run("provider", launch_seconds=58.0, describe_calls=52, longest_heartbeat_s=54.0),
+        run("ours", launch_seconds=21.0),
+    ]
+    summary = executor_bench.summarize(results, ARGS)
+    assert summary[(500, "ours")]["launch_seconds"] == 20.5
+    assert summary[(500, "provider")]["describe_calls"] == 51
+    lines = executor_bench.table(summary)
+    assert any(line.split()[0] == "ours/prov" for line in lines)
+    verdict = dict(executor_bench.verdict(summary))
+    assert verdict["N=500 DescribeTasks calls <= provider's: 60.000 vs 51.000"] is False
+    assert verdict["N=500 longest heartbeat < 0.1 s: 0.020 vs 0.100"] is True
+
+
+def test_a_run_that_never_finished_is_not_measured_rather_than_met():
+    summary = executor_bench.summarize([run("ours", all_finished_seconds=None, median_finish_lag_s=None)], ARGS)
+    verdict = executor_bench.verdict(summary)
+    assert ("N=500 median finish lag <= one heartbeat: not measured", None) in verdict
+    assert not all(met for _, met in verdict)
