@@ -82,7 +82,9 @@ def test_the_tagging_probe_warns_beside_the_first_heartbeats(monkeypatch, ecs, c
             raise denied
 
     monkeypatch.setattr(
-        executor_module, "check_tagging_permission", lambda client, cluster: check_tagging_permission(Refusing(), cluster)
+        executor_module,
+        "check_tagging_permission",
+        lambda client, cluster: check_tagging_permission(Refusing(), cluster),
     )
     executor.start()
     executor._warm_up.join(10)
