@@ -213,8 +213,9 @@ class EcsClient:
                 return arns
 
     def describe_with_tags(self, arns: Sequence[str], pace: Callable[[], None]) -> list[Any]:
-        """Raw describe_tasks entries, tags included, for up to 100 ARNs (paced by the describe
-        budget, not by ``pace``, which paces the sweep's ListTasks calls)."""
+        """Raw describe_tasks entries, tags included, for up to 100 ARNs; ``pace`` (the sweep's own
+        pace, and its point to give up at shutdown) runs first, then the describe budget's."""
+        pace()
         return _entries(self._describe_call(list(arns), include=["TAGS"]), "tasks")
 
     def stop_task(self, arn: str, reason: str) -> None:

@@ -265,3 +265,16 @@ def test_the_budget_paces_describe_calls_at_its_rate():
     for _ in range(100):
         limiter.acquire(sleep=lambda seconds: now.__setitem__(0, now[0] + seconds))
     assert now[0] == pytest.approx(8.0)
+
+
+def test_the_sweeps_own_pace_runs_before_its_tagged_describe():
+    """The sweep gives up at shutdown through its pace: a pace that raises means no call at all."""
+    stub = StubEcs()
+    client = ecs_client(RecordingLimiter(), stub)
+
+    def abandoned():
+        raise RuntimeError("shutting down")
+
+    with pytest.raises(RuntimeError, match="shutting down"):
+        client.describe_with_tags(["a"], pace=abandoned)
+    assert stub.calls == []
