@@ -25,9 +25,6 @@ log = logging.getLogger(__name__)
 
 DESCRIBE_BATCH = 100  # ECS DescribeTasks accepts at most 100 task ARNs per call
 DESCRIBE_WORKERS = 10
-# The describe budget's default: half of ECS's DescribeTasks quota (burst 100, 20/s per account),
-# leaving the rest to the UI's log views, the AWS console and other tools.
-DESCRIBE_RATE = 10.0
 DEFINITION_RETRY_SECONDS = 300.0  # an unreadable task definition is asked for again after this
 BOTO_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
@@ -74,11 +71,11 @@ class EcsClient:
         self,
         target_factory: Callable[[], AwsTarget],
         cluster: str,
-        describe_limiter: AdaptiveRateLimiter | None = None,
+        describe_rate: float,
     ) -> None:
         self._target_factory = target_factory
-        # the executor passes its configured budget; other users (the log view) get the default
-        self.describe_limiter = describe_limiter or AdaptiveRateLimiter(DESCRIBE_RATE, describe_burst(DESCRIBE_RATE))
+        # [aws_ecs_executor] describe_tasks_rate: this process's DescribeTasks budget
+        self.describe_limiter = AdaptiveRateLimiter(describe_rate, describe_burst(describe_rate))
         self.cluster = cluster
         self._client: Any = None
         self._launch_client: Any = None
@@ -159,8 +156,9 @@ class EcsClient:
                 result.missing[arn] = "MISSING"
         # Looked up the first time a definition is seen (cached), not when its task stops: the
         # round that finds a task STOPPED then makes no second call and is applied a beat sooner.
-        for definition_arn in {state.task_definition_arn for state in result.tasks.values()} - {None}:
-            assert definition_arn is not None
+        for definition_arn in {
+            state.task_definition_arn for state in result.tasks.values() if state.task_definition_arn
+        }:
             result.essential[definition_arn] = self.essential_containers(definition_arn)
         return result
 

@@ -40,7 +40,6 @@ from airflow_fargate.log_view import build_task_output
 from airflow_fargate.logs import CloudWatchLogReader, FailureOutput, TaskOutput
 from airflow_fargate.ownership import ownership_tags, started_by
 from airflow_fargate.poller import Poller
-from airflow_fargate.rate_limit import AdaptiveRateLimiter, describe_burst
 from airflow_fargate.run_task import RunTaskKwargsBuilder, names_launch_capacity
 from airflow_fargate.settings import ExecutorSettings, load_settings, option_label
 from airflow_fargate.sweep import Action, Listed, OrphanSweeper, Ownership, Snapshot, decide
@@ -99,10 +98,7 @@ class FargateExecutor(BaseExecutor):
         Raises FargateConfigError before any lasting thread exists (the start-up calls' pool is
         joined first), so a bad configuration stops the scheduler with that one message."""
         self.settings = settings = self._load_settings()
-        describe_budget = AdaptiveRateLimiter(
-            settings.describe_tasks_rate, describe_burst(settings.describe_tasks_rate)
-        )
-        self.ecs = EcsClient(self._aws_target, settings.cluster, describe_budget)
+        self.ecs = EcsClient(self._aws_target, settings.cluster, settings.describe_tasks_rate)
         self.ecs.client  # noqa: B018 - the session and its models, once, before the calls below
         # The start-up calls go out together: start() costs about one round trip, not five.
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="fargate-start") as pool:
@@ -118,8 +114,13 @@ class FargateExecutor(BaseExecutor):
             if health is not None:
                 health.result()
             metrics.result()
-        self._warm_up = threading.Thread(target=self._after_start, daemon=True, name="fargate-warm-up")
-        self._warm_up.start()
+        # beside the first heartbeats, not in start(): it can only warn, and takes two round trips
+        self._tagging_probe: threading.Thread | None = None
+        if settings.check_health_on_startup:
+            self._tagging_probe = threading.Thread(
+                target=self._probe_tagging, daemon=True, name="fargate-tagging-probe"
+            )
+            self._tagging_probe.start()
         self.tracker = Tracker(settings.max_run_task_attempts, start_timeout_seconds=settings.task_start_timeout)
         self.log_reader = CloudWatchLogReader(self._aws_target, settings.region_name)
         self.output = TaskOutput(self.ecs, self.log_reader, settings.container_name)
@@ -136,13 +137,11 @@ class FargateExecutor(BaseExecutor):
         self._swept: dict[Any, list[Listed]] = {}
         self._started = True
 
-    def _after_start(self) -> None:
-        """Beside the first heartbeats, not in start(): the tagging permission probe, which can
-        only warn and takes two round trips."""
-        if self.settings.check_health_on_startup:
-            check = check_tagging_permission(self.ecs.client, self.settings.cluster)
-            if check.status is not Status.PASS:
-                self.log.warning("FargateExecutor health check: %s: %s", check.name, check.detail)
+    def _probe_tagging(self) -> None:
+        """The health check's tagging permission probe (checks.check_tagging_permission)."""
+        check = check_tagging_permission(self.ecs.client, self.settings.cluster)
+        if check.status is not Status.PASS:
+            self.log.warning("FargateExecutor health check: %s: %s", check.name, check.detail)
 
     def _health_check(self, settings: ExecutorSettings) -> None:
         """Refuse to start with a readable message when the cluster or task definition is wrong."""
@@ -595,7 +594,8 @@ class FargateExecutor(BaseExecutor):
         self._release_failures(everything=True)
         self.sweeper.shutdown()  # stops already decided are made first
         self.ecs.close()
-        self._warm_up.join()
+        if self._tagging_probe is not None:
+            self._tagging_probe.join()
 
     def _wait_for_tasks(self, interval: float, deadline: float | None = None) -> None:
         """Describe synchronously until no ECS task we own is left (or the deadline passes)."""

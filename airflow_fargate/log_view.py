@@ -37,7 +37,9 @@ def build_task_output(settings: Any) -> TaskOutput:
 
     target = functools.partial(aws_target, settings.aws_conn_id, settings.region_name)
     reader = CloudWatchLogReader(target, settings.region_name)
-    return TaskOutput(EcsClient(target, settings.cluster), reader, settings.container_name)
+    return TaskOutput(
+        EcsClient(target, settings.cluster, settings.describe_tasks_rate), reader, settings.container_name
+    )
 
 
 def executor_reasons(ti: Any) -> list[tuple[Any, str]]:

@@ -87,7 +87,7 @@ def test_the_tagging_probe_warns_beside_the_first_heartbeats(monkeypatch, ecs, c
         lambda client, cluster: check_tagging_permission(Refusing(), cluster),
     )
     executor.start()
-    executor._warm_up.join(10)
+    executor._tagging_probe.join(10)
     assert "FargateExecutor health check: task tagging: ecs:TagResource was refused" in capfd.readouterr().out
     executor.end()
     assert not [t for t in threading.enumerate() if t.name.startswith(("fargate-start", "fargate-health"))]

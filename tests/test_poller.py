@@ -229,7 +229,8 @@ class StubEcs:
 def ecs_client(limiter, stub):
     from airflow_fargate.ecs import EcsClient
 
-    client = EcsClient(lambda: None, "cluster", limiter)
+    client = EcsClient(lambda: None, "cluster", describe_rate=10)
+    client.describe_limiter = limiter
     client._client = stub
     return client
 

@@ -126,7 +126,7 @@ def sweeper_for(world: Any) -> tuple[OrphanSweeper, EcsClient]:
     import boto3
 
     session = boto3.session.Session(region_name="us-east-1")
-    client = EcsClient(lambda: AwsTarget(session), CLUSTER)
+    client = EcsClient(lambda: AwsTarget(session), CLUSTER, describe_rate=10)
     sweeper = OrphanSweeper(
         lambda pace: client.list_running_arns(started_by(DEPLOYMENT), pace),
         client.describe_with_tags,
@@ -183,7 +183,7 @@ def test_list_running_arns_follows_every_page_and_paces_each_call():
             arns, token = pages[kwargs.get("nextToken")]
             return {"taskArns": arns, **({"nextToken": token} if token else {})}
 
-    client = EcsClient(lambda: SimpleNamespace(session=None, endpoint_url=None), "c")
+    client = EcsClient(lambda: SimpleNamespace(session=None, endpoint_url=None), "c", describe_rate=10)
     client._client = Client()
     paced = []
     assert client.list_running_arns("sb", lambda: paced.append(1)) == ["a", "b", "c"]
