@@ -60,9 +60,12 @@ class LaunchError:
     conflict: bool = False  # ConflictException: the token is spent; the next attempt needs a new one
 
 
+_JITTER = random.Random()  # its own generator: the launch threads never touch the global one
+
+
 def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
     """Exponential back-off with jitter before launch attempt ``attempt + 1`` (attempt >= 1)."""
-    draw = rng.random() if rng is not None else random.random()
+    draw = (rng or _JITTER).random()
     ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
     return ceiling * (0.5 + draw / 2)
 

@@ -170,21 +170,26 @@ def test_errors_are_handed_over_and_the_batch_is_asked_for_again():
 
 @pytest.mark.timeout(30)
 def test_rounds_follow_the_heartbeat_not_a_busy_loop():
-    """With the scheduler beating every 0.3 s for 2.5 s, the poller runs one round a second."""
+    """With the scheduler beating every 0.3 s, the poller runs about one round a second, never more.
+
+    Waits for three rounds instead of counting them in a fixed time: a loaded machine may run a
+    round late, which is not what this test is about; running rounds too close together is."""
     calls: list[float] = []
+    beats = 0
 
     def describe(arns):
         calls.append(time.monotonic())
         return described(dict.fromkeys(arns, "RUNNING"))
 
     poller = Poller(describe)
-    started = time.monotonic()
-    while time.monotonic() - started < 2.5:
+    deadline = time.monotonic() + 20
+    while len(calls) < 3 and time.monotonic() < deadline:
         poller.track(["a"])
+        beats += 1
         time.sleep(0.3)
     poller.shutdown()
-    assert 2 <= len(calls) <= 4
-    assert all(b - a >= 0.9 * MIN_ROUND_SECONDS - 0.05 for a, b in itertools.pairwise(calls))
+    assert len(calls) >= 3, f"{len(calls)} rounds in {beats} heartbeats"
+    assert all(b - a >= 0.9 * MIN_ROUND_SECONDS - 0.05 for a, b in itertools.pairwise(calls)), calls
 
 
 @pytest.mark.timeout(10)
