@@ -6,7 +6,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv lint typecheck unit test test-airflow3 test-airflow2 demo bench bench-large docs clean postgres
+.PHONY: venv lint typecheck unit test test-airflow3 test-airflow2 demo bench bench-dag bench-large docs clean postgres
 
 # The Airflow 3 venv has apache-airflow-providers-amazon too, as the apache/airflow image and most
 # AWS deployments do (tests/test_provider_compat.py checks the two coexist); the Airflow 2 venv
@@ -76,9 +76,16 @@ $(BENCH_VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 # Both executors at their default settings, alternating A/B pairs, medians and ratios, then the
-# targets verdict (benchmarks/executor_bench.py). bench-large is N = 10,000 (about an hour).
+# targets verdict: the executor driven directly (benchmarks/executor_bench.py, N = 100/500/2000),
+# then a real scheduler running a DAG of 300 mapped tasks (benchmarks/dag_bench.py, bench-dag).
+# bench-large is N = 10,000 (about an hour).
+DAG_BENCH_ARGS ?=
 bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python benchmarks/executor_bench.py $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python benchmarks/dag_bench.py $(DAG_BENCH_ARGS)
+
+bench-dag: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python benchmarks/dag_bench.py $(DAG_BENCH_ARGS)
 
 bench-large: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python benchmarks/executor_bench.py --n 10000 --pairs 1 \

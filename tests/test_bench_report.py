@@ -8,6 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import dag_bench
 import executor_bench
 
 
@@ -57,3 +58,37 @@ def test_a_run_that_never_finished_is_not_measured_rather_than_met():
     verdict = executor_bench.verdict(summary)
     assert ("N=500 median finish lag <= one heartbeat: not measured", None) in verdict
     assert not all(met for _, met in verdict)
+
+
+def dag_run(kind: str, setting: str, **values: float) -> dict:
+    base = {
+        "executor": kind,
+        "setting": setting,
+        "wall_seconds": 40.0,
+        "scheduler_cpu_seconds": 6.0,
+        "succeeded": 300,
+        "containers": 300,
+        "describe_calls": 40,
+        "run_task_calls": 300,
+    }
+    return base | values
+
+
+def test_dag_bench_medians_ratios_and_verdict():
+    results = [
+        dag_run("ours", "default", wall_seconds=41.0),
+        dag_run("provider", "default", wall_seconds=43.0),
+        dag_run("provider", "default", wall_seconds=45.0),
+        dag_run("ours", "default", wall_seconds=47.0),
+        dag_run("ours", "raised", wall_seconds=16.0, containers=301),  # one try started twice
+        dag_run("provider", "raised", wall_seconds=29.0),
+    ]
+    summary = dag_bench.summarize(results)
+    assert summary[("default", "ours")]["wall_seconds"] == 44.0
+    assert summary[("default", "provider")]["runs"] == 2
+    assert any(line.split()[0] == "ours/prov" for line in dag_bench.table(summary))
+    verdict = dict(dag_bench.verdict(summary, n=300))
+    assert verdict["default concurrency: DAG run wall time <= provider's: 44.0 s vs 44.0 s"] is True
+    assert verdict["raised concurrency: DAG run wall time <= provider's: 16.0 s vs 29.0 s"] is True
+    assert verdict["raised ours: 300/300 succeeded, 301 containers"] is False  # a second container is a failure
+    assert dag_bench.verdict({("default", "ours"): summary[("default", "ours")]}, n=300)[-1][1] is None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -400,3 +402,70 @@ def test_describe_tasks_is_throttled_like_ecs_when_asked(local):
         client.describe_tasks(cluster=local.config.cluster, tasks=["x"])
     counted = stats(local)
     assert counted["describe_tasks_throttled"] >= 1 and counted["run_task_throttled"] == 0
+
+
+class FakeExecutionApi:
+    """Airflow's execution API as far as the simulate-api runtime uses it: records each call."""
+
+    def __init__(self, fail_state: bool = False) -> None:
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+        api = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_PATCH(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                api.calls.append((self.path, self.headers["Authorization"], body))
+                failing = fail_state and self.path.endswith("/state")
+                self.send_response(409 if failing else 200)
+                if self.path.endswith("/run"):
+                    self.send_header("Refreshed-API-Token", "execution-token")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/execution/"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def workload_command(workload: dict[str, Any]) -> list[str]:
+    return ["python", "-m", "airflow.sdk.execution_time.execute_workload", "--json-string", json.dumps(workload)]
+
+
+@pytest.mark.parametrize("fail_state", [False, True])
+def test_simulate_api_runtime_reports_the_try_to_the_execution_api(fail_state):
+    api = FakeExecutionApi(fail_state=fail_state)
+    ecs = LocalEcs(runtime="simulate-api", simulate_duration=0.2).start()
+    try:
+        workload = {"type": "ExecuteTask", "token": "workload-token", "ti": {"id": "0193-ti"}}
+        arn = run(ecs, workload_command(workload), env={"AIRFLOW__CORE__EXECUTION_API_SERVER_URL": api.url})
+        code = wait_stopped(ecs, arn["tasks"][0]["taskArn"])["containers"][0]["exitCode"]
+    finally:
+        ecs.stop()
+        api.close()
+    (run_path, run_auth, running), (state_path, state_auth, final) = api.calls
+    assert (run_path, run_auth, running["state"]) == (
+        "/execution/task-instances/0193-ti/run",
+        "Bearer workload-token",
+        "running",
+    )
+    assert (state_path, state_auth) == ("/execution/task-instances/0193-ti/state", "Bearer execution-token")
+    assert final["state"] == "success"
+    assert code == (1 if fail_state else 0)  # an API that refuses the success is a failed container
+
+
+def test_simulate_api_runtime_lets_other_workloads_exit_0():
+    ecs = LocalEcs(runtime="simulate-api", simulate_duration=0.1).start()
+    try:
+        nowhere = {"AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://127.0.0.1:9/execution/"}  # a call fails
+        arn = run(ecs, workload_command({"type": "ExecuteCallback", "token": "t"}), env=nowhere)["tasks"][0]["taskArn"]
+        assert wait_stopped(ecs, arn)["containers"][0]["exitCode"] == 0
+    finally:
+        ecs.stop()

@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--runtime",
         default="auto",
-        choices=["auto", "process", "docker", "simulate"],
+        choices=["auto", "process", "docker", "simulate", "simulate-api"],
         help="auto = Docker when an engine is reachable, else subprocess",
     )
     parser.add_argument("--simulate-duration", type=float, default=1.0, help="seconds a simulated task runs")

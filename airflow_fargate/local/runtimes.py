@@ -1,4 +1,5 @@
-"""Ways the local endpoint runs a task's container command: a subprocess, Docker, or a simulation.
+"""Ways the local endpoint runs a task's container command: a subprocess, Docker, or a simulation
+(silent, or reporting to Airflow's execution API).
 
 Each runtime calls ``on_output(line)`` for every line the container prints and ``on_exit(code)``
 exactly once when it ends; ``stop(grace)`` sends SIGTERM and kills after ``grace`` seconds.
@@ -7,6 +8,9 @@ exactly once when it ends; ``stop(grace)`` sends SIGTERM and kills after ``grace
 from __future__ import annotations
 
 import contextlib
+import datetime
+import itertools
+import json
 import logging
 import os
 import shutil
@@ -14,6 +18,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +152,87 @@ class SimulatedRuntime:
         return _SimulatedHandle(timer, on_exit)
 
 
+class _ReportingHandle:
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+
+    def stop(self, grace_seconds: float) -> None:
+        self.stopped.set()
+
+
+def workload_of(command: Sequence[str]) -> dict[str, Any] | None:
+    """The workload a container command carries (``... --json-string <workload json>``), if any."""
+    args = list(command)
+    for flag, value in itertools.pairwise(args):
+        if flag == "--json-string":
+            with contextlib.suppress(ValueError):
+                workload = json.loads(value)
+                return workload if isinstance(workload, dict) else None
+    return None
+
+
+class ReportingRuntime:
+    """Runs no Airflow, but tells Airflow's execution API what a quick task would: the try starts,
+    runs ``duration`` seconds and succeeds; then the container exits 0. For benchmarks on a real
+    scheduler, where starting hundreds of Python task processes would measure this machine, not
+    the executor. Workloads that are not task tries (callbacks) just exit 0."""
+
+    name = "simulate-api"
+
+    def __init__(self, duration: float = 1.0) -> None:
+        self.duration = duration
+
+    def start(self, spec: ContainerSpec, on_output: OutputFn, on_exit: ExitFn) -> Handle:
+        handle = _ReportingHandle()
+        workload = workload_of(spec.command)
+        api = spec.environment.get("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "")
+        threading.Thread(
+            target=self._run, args=(workload, api, handle, on_output, on_exit), daemon=True, name="local-ecs-report"
+        ).start()
+        return handle
+
+    def _run(
+        self, workload: dict[str, Any] | None, api: str, handle: _ReportingHandle, on_output: OutputFn, on_exit: ExitFn
+    ) -> None:
+        ti = workload.get("ti") if workload is not None else None
+        if workload is None or not isinstance(ti, dict) or not api:
+            on_output("simulated container: not a task try, exits 0")
+            on_exit(143 if handle.stopped.wait(self.duration) else 0)
+            return
+        try:
+            token = _report(api, f"task-instances/{ti['id']}/run", workload["token"], _running_payload())
+            if handle.stopped.wait(self.duration):
+                on_exit(143)
+                return
+            _report(api, f"task-instances/{ti['id']}/state", token, {"state": "success", "end_date": _now()})
+        except (OSError, KeyError, ValueError) as err:  # urllib's HTTPError is an OSError
+            on_output(f"simulated task could not report to the execution API: {err}")
+            on_exit(1)
+            return
+        on_output("simulated task succeeded")
+        on_exit(0)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+def _running_payload() -> dict[str, Any]:
+    return {"state": "running", "hostname": "local-ecs", "unixname": "airflow", "pid": 1, "start_date": _now()}
+
+
+def _report(api: str, path: str, token: str, body: dict[str, Any]) -> str:
+    """PATCH one execution-API call; the token to use next (the API swaps a workload token)."""
+    request = urllib.request.Request(
+        api.rstrip("/") + "/" + path,
+        data=json.dumps(body).encode(),
+        method="PATCH",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.headers.get("Refreshed-API-Token") or token
+
+
 class _DockerHandle:
     def __init__(self, container: Any) -> None:
         self.container = container
@@ -199,9 +285,12 @@ def docker_client() -> Any | None:
 
 
 def make_runtime(name: str, simulate_duration: float = 1.0) -> Runtime:
-    """``process`` | ``docker`` | ``auto`` (docker when reachable, else process) | ``simulate``."""
+    """``process`` | ``docker`` | ``auto`` (docker when reachable, else process) | ``simulate`` |
+    ``simulate-api``."""
     if name == "simulate":
         return SimulatedRuntime(simulate_duration)
+    if name == "simulate-api":
+        return ReportingRuntime(simulate_duration)
     if name in ("docker", "auto"):
         client = docker_client()
         if client is not None:
@@ -210,4 +299,4 @@ def make_runtime(name: str, simulate_duration: float = 1.0) -> Runtime:
             raise RuntimeError("runtime 'docker' requested but no Docker engine is reachable")
     if name in ("process", "auto"):
         return ProcessRuntime()
-    raise ValueError(f"unknown runtime {name!r}: use process, docker, auto or simulate")
+    raise ValueError(f"unknown runtime {name!r}: use process, docker, auto, simulate or simulate-api")

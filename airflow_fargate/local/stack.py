@@ -66,6 +66,7 @@ class AirflowStack:
     db_url: str | None = None
     faults: Faults = field(default_factory=Faults)
     runtime: str = "process"
+    simulate_duration: float = 1.0  # how long a task "runs" with the simulate runtimes
     extra_env: Mapping[str, str] = field(default_factory=dict)
     ecs: LocalEcs | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -124,7 +125,12 @@ class AirflowStack:
             shutil.rmtree(self.home)
         (self.home / "logs").mkdir(parents=True)
         self.api_port = free_port()
-        self.ecs = LocalEcs(runtime=self.runtime, faults=self.faults, stop_grace_seconds=5).start()
+        self.ecs = LocalEcs(
+            runtime=self.runtime,
+            faults=self.faults,
+            simulate_duration=self.simulate_duration,
+            stop_grace_seconds=5,
+        ).start()
         env = self.env()
         assert self.ecs.runner is not None
         self.ecs.runner.base_env = env  # task containers see the deployment's Airflow settings
@@ -261,6 +267,13 @@ class AirflowStack:
                 return state
             time.sleep(2)
         raise TimeoutError(f"{dag_id}/{run_id} did not finish in {timeout}s: {self.task_rows(dag_id, run_id)}")
+
+    def run_dates(self, dag_id: str, run_id: str) -> tuple[Any, Any]:
+        """The run's start_date and end_date as the database returns them."""
+        ((started, ended),) = self._query(
+            "SELECT start_date, end_date FROM dag_run WHERE dag_id = :d AND run_id = :r", d=dag_id, r=run_id
+        )
+        return started, ended
 
     def task_rows(self, dag_id: str, run_id: str) -> list[TaskRow]:
         rows = self._query(

@@ -1,0 +1,236 @@
+"""A real scheduler runs one DAG of N short mapped tasks: FargateExecutor vs the provider's AwsEcsExecutor.
+
+Each run is a whole local deployment (airflow_fargate.local.stack: api-server, dag-processor,
+triggerer, scheduler) on a fresh SQLite database, with the executor under test at its default
+settings, against the local ECS endpoint with ECS's quotas (RunTask and DescribeTasks burst 100 +
+20/s, 80 ms per call). Tasks run no Airflow: the ``simulate-api`` runtime reports each try to the
+execution API as started, waits --task-seconds and reports success, as a quick task would, so the
+run measures scheduler + executor, not how fast this machine starts Python processes.
+
+Two concurrency settings: Airflow's defaults (parallelism 32, max_active_tasks_per_dag 16,
+max_tis_per_query 16, default pool 128) and raised ones (all N). Runs alternate (A/B, then B/A)
+in one invocation; per executor and setting: DAG run wall time (the run's start_date to
+end_date) and the scheduler process's CPU while the run ran, medians and ratios, then the
+targets verdict (wall time <= the provider's).
+
+    python benchmarks/dag_bench.py                 # N = 300, 2 pairs per setting
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from airflow_fargate.local.faults import Faults
+from airflow_fargate.local.stack import AirflowStack
+
+ROOT = Path(__file__).resolve().parents[1]
+EXECUTORS = {
+    "ours": "airflow_fargate.FargateExecutor",
+    "provider": "airflow.providers.amazon.aws.executors.ecs.ecs_executor.AwsEcsExecutor",
+}
+DAG_ID = "bench_mapped"
+DAG_FILE = '''
+import pendulum
+from airflow.sdk import dag, task
+
+
+@dag(schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False)
+def {dag_id}():
+    @task
+    def quick(i: int) -> None:
+        """The local endpoint's simulate-api runtime reports it; this body never runs."""
+
+    quick.expand(i=list(range({n})))
+
+
+{dag_id}()
+'''
+
+
+def concurrency(setting: str, n: int) -> dict[str, str]:
+    if setting == "default":
+        return {}  # Airflow's own: parallelism 32, max_active_tasks_per_dag 16, max_tis_per_query 16
+    return {
+        "AIRFLOW__CORE__PARALLELISM": str(n),
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(n),
+        "AIRFLOW__CORE__DEFAULT_POOL_TASK_SLOT_COUNT": str(n),
+        "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": str(n),
+    }
+
+
+def scheduler_cpu(stack: AirflowStack) -> float:
+    times = psutil.Process(stack.procs["scheduler"].pid).cpu_times()
+    return float(times.user + times.system + times.children_user + times.children_system)
+
+
+def as_datetime(value: Any) -> datetime.datetime:
+    return value if isinstance(value, datetime.datetime) else datetime.datetime.fromisoformat(str(value))
+
+
+def run_one(kind: str, setting: str, args: argparse.Namespace) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="dag-bench-"))
+    dags = root / "dags"
+    dags.mkdir()
+    (dags / "bench_mapped.py").write_text(DAG_FILE.format(dag_id=DAG_ID, n=args.n))
+    faults = Faults(
+        latency_ms=args.latency_ms,
+        run_task_rate=args.rate,
+        run_task_burst=args.burst,
+        describe_tasks_rate=args.rate,
+        describe_tasks_burst=args.burst,
+        seed=1,
+    )
+    extra_env = {"AIRFLOW__CORE__EXECUTOR": EXECUTORS[kind], "AIRFLOW_CONN_AWS_DEFAULT": "aws://"}
+    extra_env |= concurrency(setting, args.n)
+    stack = AirflowStack(
+        home=root / "home",
+        dags_folder=dags,
+        faults=faults,
+        runtime="simulate-api",
+        simulate_duration=args.task_seconds,
+        extra_env=extra_env,
+    )
+    with stack:
+        stack.wait_for_dag(DAG_ID, timeout=300)
+        cpu_before = scheduler_cpu(stack)
+        stack.trigger(DAG_ID, "bench")
+        state = stack.wait_for_run(DAG_ID, "bench", timeout=args.timeout)
+        cpu = scheduler_cpu(stack) - cpu_before
+        started, ended = stack.run_dates(DAG_ID, "bench")
+        rows = stack.task_rows(DAG_ID, "bench")
+        stats = stack.stats()
+    tries = {f"{row.task_id}|{row.map_index}|{row.try_number}" for row in rows}
+    return {
+        "executor": kind,
+        "setting": setting,
+        "state": state,
+        "wall_seconds": (as_datetime(ended) - as_datetime(started)).total_seconds(),
+        "scheduler_cpu_seconds": cpu,
+        "succeeded": sum(row.state == "success" for row in rows),
+        "tries": len(tries),
+        "containers": stats["tasks_created"],
+        "describe_calls": stats["api_calls"].get("DescribeTasks", 0),
+        "run_task_calls": stats["api_calls"].get("RunTask", 0),
+    }
+
+
+METRICS = (  # name, column title, format
+    ("wall_seconds", "wall s", "{:.1f}"),
+    ("scheduler_cpu_seconds", "sched CPU s", "{:.1f}"),
+    ("succeeded", "succeeded", "{:.0f}"),
+    ("containers", "containers", "{:.0f}"),
+    ("describe_calls", "Describe", "{:.0f}"),
+    ("run_task_calls", "RunTask", "{:.0f}"),
+)
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
+    summary: dict[tuple[str, str], dict[str, float]] = {}
+    for r in results:
+        key = (r["setting"], r["executor"])
+        if key in summary:
+            continue
+        runs = [x for x in results if (x["setting"], x["executor"]) == key]
+        summary[key] = {m: statistics.median(x[m] for x in runs) for m, _, _ in METRICS} | {"runs": len(runs)}
+    return summary
+
+
+def table(summary: dict[tuple[str, str], dict[str, float]]) -> list[str]:
+    lines = [f"{'setting':<8} {'executor':<9}" + "".join(f" {title:>11}" for _, title, _ in METRICS)]
+    for (setting, kind), row in summary.items():
+        lines.append(f"{setting:<8} {kind:<9}" + "".join(f" {fmt.format(row[m]):>11}" for m, _, fmt in METRICS))
+        theirs = summary.get((setting, "provider"))
+        if kind == "ours" and theirs:
+            cells = "".join(f" {(row[m] / theirs[m] if theirs[m] else float('nan')):>11.2f}" for m, _, _ in METRICS)
+            lines.append(f"{'':<8} {'ours/prov':<9}{cells}")
+    return lines
+
+
+def verdict(summary: dict[tuple[str, str], dict[str, float]], n: int) -> list[tuple[str, bool | None]]:
+    """Every try succeeded in exactly one container, and ours' wall time <= the provider's."""
+    checks: list[tuple[str, bool | None]] = []
+    for (setting, kind), row in summary.items():
+        checks.append(
+            (
+                f"{setting} {kind}: {row['succeeded']:.0f}/{n} succeeded, {row['containers']:.0f} containers",
+                row["succeeded"] == n and row["containers"] == n,
+            )
+        )
+        theirs = summary.get((setting, "provider"))
+        if kind == "ours":
+            label = f"{setting} concurrency: DAG run wall time <= provider's"
+            if theirs is None:
+                checks.append((f"{label}: not measured", None))
+            else:
+                met = row["wall_seconds"] <= theirs["wall_seconds"]
+                checks.append((f"{label}: {row['wall_seconds']:.1f} s vs {theirs['wall_seconds']:.1f} s", met))
+    return checks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=300, help="mapped tasks in the DAG")
+    parser.add_argument("--pairs", type=int, default=2, help="A/B pairs per setting (the order alternates)")
+    parser.add_argument("--settings", default="default,raised")
+    parser.add_argument("--executors", default="ours,provider")
+    parser.add_argument("--task-seconds", type=float, default=1.0, help="how long each simulated task runs")
+    parser.add_argument("--latency-ms", type=float, default=80)
+    parser.add_argument("--rate", type=float, default=20)
+    parser.add_argument("--burst", type=int, default=100)
+    parser.add_argument("--timeout", type=float, default=1200, help="give up on one DAG run after this long")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "dag_bench.json")
+    args = parser.parse_args(argv)
+
+    kinds = args.executors.split(",")
+    results: list[dict[str, Any]] = []
+    for setting in args.settings.split(","):
+        for pair in range(args.pairs):
+            for kind in kinds if pair % 2 == 0 else reversed(kinds):
+                print(f"{setting} pair {pair + 1}/{args.pairs}: {kind} ...", file=sys.stderr, flush=True)
+                results.append(run_one(kind, setting, args))
+
+    machine = f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    summary = summarize(results)
+    print(
+        f"\nDAG of {args.n} mapped {args.task_seconds:g} s tasks on a real scheduler; medians of {args.pairs} "
+        f"alternating pair(s); {args.latency_ms:.0f} ms/API call; RunTask and DescribeTasks each burst "
+        f"{args.burst} + {args.rate:g}/s ({machine})"
+    )
+    for line in table(summary):
+        print(line)
+    checks = verdict(summary, args.n)
+    print("\ntargets:")
+    for text, met in checks:
+        print(f"  {'met    ' if met else 'NOT met' if met is False else 'n/a    '} {text}")
+    print("every target met" if all(met for _, met in checks) else "some targets NOT met")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "args": {k: v for k, v in vars(args).items() if k != "json"},
+                "summary": [{"setting": s, "executor": k, **row} for (s, k), row in summary.items()],
+                "targets": [{"target": text, "met": met} for text, met in checks],
+                "runs": results,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    print(f"\nJSON: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
