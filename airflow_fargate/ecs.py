@@ -16,6 +16,7 @@ from typing import Any
 
 from botocore.config import Config
 
+from airflow_fargate import task_answers
 from airflow_fargate.aws_session import AwsTarget
 from airflow_fargate.ecs_types import EcsTaskState, LaunchFailure, LaunchResult, MalformedEntry
 from airflow_fargate.launcher import is_throttling
@@ -33,8 +34,10 @@ BOTO_CONFIG = Config(
     user_agent_extra="airflow-fargate",
 )
 # run_task is retried by the launcher (same clientToken, so never a second task), which must
-# see each ThrottlingException to slow its token bucket: no hidden retries inside botocore.
-LAUNCH_CONFIG = BOTO_CONFIG.merge(Config(retries={"mode": "standard", "max_attempts": 1}))
+# see each ThrottlingException to slow its token bucket: no hidden retries inside botocore. Its
+# kwargs were validated against this same botocore model by RunTaskKwargsBuilder (with errors
+# that name the setting at fault), so botocore does not validate them a second time per launch.
+LAUNCH_CONFIG = BOTO_CONFIG.merge(Config(retries={"mode": "standard", "max_attempts": 1}, parameter_validation=False))
 
 
 @dataclass
@@ -97,6 +100,7 @@ class EcsClient:
         with self._client_lock:  # launch/describe workers must not each build a client
             if self._client is None:
                 self._client = self._make_client(BOTO_CONFIG)
+                task_answers.install(self._client, "DescribeTasks")
             return self._client
 
     @property
@@ -104,6 +108,7 @@ class EcsClient:
         with self._client_lock:
             if self._launch_client is None:
                 self._launch_client = self._make_client(LAUNCH_CONFIG)
+                task_answers.install(self._launch_client, "RunTask")
             return self._launch_client
 
     def reset(self) -> None:

@@ -13,6 +13,7 @@ import copy
 import functools
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -69,11 +70,12 @@ def camelize_keys(value: Any, label: str, error: type[Exception], shape: Any = N
     return value
 
 
-TAG_PUNCTUATION = frozenset(" _.:/=+-@")
+# Letters and digits of any script (\w is str.isalnum() plus "_"), spaces and _ . : / = + - @.
+_TAG_TEXT = re.compile(r"[\w .:/=+@-]*")
 
 
 def _tag_text_ok(text: str) -> bool:
-    return all(char.isalnum() or char in TAG_PUNCTUATION for char in text)
+    return _TAG_TEXT.fullmatch(text) is not None
 
 
 def tag_problems(kwargs: Mapping[str, Any]) -> str | None:

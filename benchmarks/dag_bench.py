@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from executor_bench import compile_bytecode
 
 from airflow_fargate.local.faults import Faults
 from airflow_fargate.local.stack import AirflowStack
@@ -192,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "dag_bench.json")
     args = parser.parse_args(argv)
 
+    compile_bytecode()
     kinds = args.executors.split(",")
     results: list[dict[str, Any]] = []
     for setting in args.settings.split(","):
