@@ -19,7 +19,7 @@ from botocore.config import Config
 from airflow_fargate import task_answers
 from airflow_fargate.aws_session import AwsTarget
 from airflow_fargate.ecs_types import EcsTaskState, LaunchFailure, LaunchResult, MalformedEntry
-from airflow_fargate.launcher import is_throttling
+from airflow_fargate.launcher import LAUNCH_WORKERS, is_throttling
 from airflow_fargate.rate_limit import AdaptiveRateLimiter, describe_burst
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,11 @@ BOTO_CONFIG = Config(
 # see each ThrottlingException to slow its token bucket: no hidden retries inside botocore. Its
 # kwargs were validated against this same botocore model by RunTaskKwargsBuilder (with errors
 # that name the setting at fault), so botocore does not validate them a second time per launch.
-LAUNCH_CONFIG = BOTO_CONFIG.merge(Config(retries={"mode": "standard", "max_attempts": 1}, parameter_validation=False))
+LAUNCH_CONFIG = BOTO_CONFIG.merge(
+    Config(
+        retries={"mode": "standard", "max_attempts": 1}, parameter_validation=False, max_pool_connections=LAUNCH_WORKERS
+    )
+)
 
 
 @dataclass

@@ -152,6 +152,12 @@ class LaunchRequest:
 Outcome = LaunchResult | LaunchError
 
 
+# RunTask calls in flight at once. The token bucket sets the rate; this only has to keep up with
+# it at ECS's latencies (RunTask on Fargate takes 0.3-1 s: 20 launches/s needs up to 20 in
+# flight). More threads cost scheduler CPU (the GIL) without launching faster.
+LAUNCH_WORKERS = 20
+
+
 class Launcher:
     """Worker pool for run_task: FIFO, paced, never on the caller's thread."""
 
@@ -161,7 +167,7 @@ class Launcher:
         *,
         rate: float = 20.0,
         burst: int = 100,
-        max_workers: int = 10,
+        max_workers: int = LAUNCH_WORKERS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:

@@ -25,7 +25,10 @@ def describe_burst(rate: float) -> int:
 class AdaptiveRateLimiter:
     """Token bucket (``burst`` tokens, ``rate`` per second) with AIMD: a throttle halves the rate
     and empties the bucket, each success adds ``increase`` back up to the configured rate.
-    Never sleeps itself: ``reserve()`` says how long the caller should wait."""
+
+    ``acquire()`` books the caller the next free slot and sleeps once until it comes: with 30
+    launch threads waiting, each token wakes one thread, not all of them. A throttle cancels the
+    bookings (their threads book again at the halved rate when they wake)."""
 
     def __init__(
         self,
@@ -46,6 +49,7 @@ class AdaptiveRateLimiter:
         self._tokens = float(self.burst)
         self._last = clock()
         self._lock = threading.Lock()
+        self._bookings = 0  # which bookings are valid: a throttle starts a new generation
 
     def _refill(self) -> None:
         now = self._clock()
@@ -63,14 +67,24 @@ class AdaptiveRateLimiter:
 
     def acquire(self, sleep: Callable[[float], None] = time.sleep) -> None:
         """Wait (sleeping the calling thread, never the scheduler's) until a token is taken."""
-        while (delay := self.reserve()) > 0:
+        while True:
+            with self._lock:
+                self._refill()
+                self._tokens -= 1  # taken now, or booked: the bucket owes it (tokens below zero)
+                if self._tokens >= -1e-9:  # float rounding must not leave a caller waiting 1e-17 s
+                    return
+                delay, booking = -self._tokens / self.rate, self._bookings
             sleep(delay)
+            with self._lock:
+                if booking == self._bookings:
+                    return  # the booked slot has come
 
     def on_throttle(self) -> None:
         with self._lock:
             self._refill()
             self.rate = max(self.min_rate, self.rate / 2)
-            self._tokens = min(self._tokens, 0.0)
+            self._tokens = 0.0  # no saved burst, and no bookings: they are cancelled
+            self._bookings += 1  # sleeping callers book again, at the new rate
 
     def on_success(self) -> None:
         with self._lock:

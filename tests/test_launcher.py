@@ -138,6 +138,37 @@ def test_limiter_halves_on_throttle_and_recovers_additively():
     assert limiter.rate == 0.5  # floor: keeps trying
 
 
+@pytest.mark.timeout(10)
+def test_waiting_callers_book_slots_and_each_sleeps_once():
+    """Thirty launch threads waiting on an empty bucket: each books the next free slot and sleeps
+    once until it, instead of all waking for every token (the clock here never moves: a caller
+    that re-checked after its sleep would wait forever)."""
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(rate=20, burst=1, clock=clock)
+    slept: list[float] = []
+    for _ in range(4):
+        limiter.acquire(slept.append)
+    assert slept == pytest.approx([1 / 20, 2 / 20, 3 / 20])  # the first had the one token
+
+
+@pytest.mark.timeout(10)
+def test_a_throttle_cancels_the_bookings_and_sleepers_book_again_at_the_new_rate():
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(rate=20, burst=1, clock=clock)
+    limiter.acquire(lambda seconds: None)  # the one token
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 1:
+            limiter.on_throttle()  # while this caller sleeps: rate 10/s, bookings void
+        clock.now += seconds
+
+    limiter.acquire(sleep)
+    assert slept[0] == pytest.approx(1 / 20)
+    assert slept[1:] == pytest.approx([1 / 20])  # re-booked: 0.05 s of the new 10/s had refilled half a token
+
+
 # ---- the worker pool ----------------------------------------------------------------------------
 
 
