@@ -26,6 +26,7 @@ from airflow_fargate.checks import (
     startup_problems,
 )
 from airflow_fargate.compat import (
+    AIRFLOW_V3,
     command_for_adopted,
     record_connection_test_failure,
     requeue_try_for_relaunch,
@@ -81,6 +82,7 @@ class FargateExecutor(BaseExecutor):
         self._started = False
         self._log_output: TaskOutput | None = None
         self._task_events = TaskEventKeeper(self._task_event_logs)
+        self._successes: list[tuple[Any, str | None]] = []  # tries that exited 0 in this describe batch
 
     def _load_settings(self) -> ExecutorSettings:
         # Airflow 3.1+: self.conf is the team-scoped ExecutorConf; Airflow 2 reads the global conf.
@@ -457,6 +459,26 @@ class FargateExecutor(BaseExecutor):
             task = self.tracker.by_arn(arn)
             if task is not None:
                 self._apply(task, self.tracker.observe_missing(arn, reason, now), now)
+        self._report_successes()
+
+    def _report_successes(self) -> None:
+        """Report the tries whose container exited 0, except a sensor's poke whose task instance is
+        already SCHEDULED for its next poke: Airflow would read that success as a task killed
+        externally (metadata_db.pokes_awaiting_their_next). That try is simply no longer ours."""
+        finished, self._successes = self._successes, []
+        if not finished:
+            return
+        try:
+            pokes = metadata_db.pokes_awaiting_their_next(key for key, _ in finished)
+        except Exception:
+            self.log.exception("FargateExecutor: could not read the finished tries' state; reporting them all")
+            pokes = set()
+        for key, arn in finished:
+            if key in pokes:
+                self.log.info("%s: a sensor's poke ended and its next poke is already scheduled; not reported.", key)
+                self.running.discard(key)
+            else:
+                self.success(key, arn)
 
     def _apply_state(self, arn: str, state: EcsTaskState, result: DescribeResult, now: float) -> None:
         task = self.tracker.by_arn(arn)
@@ -474,7 +496,10 @@ class FargateExecutor(BaseExecutor):
             self._stop_quietly(task.arn, verdict.reason)
         if verdict.outcome is Outcome.SUCCESS:
             self.tracker.remove(task.key)
-            self.success(task.key, task.arn)
+            if task.kind == work.TASK and AIRFLOW_V3:
+                self._successes.append((task.key, task.arn))  # reported after the batch (_report_successes)
+            else:
+                self.success(task.key, task.arn)
         elif verdict.outcome is Outcome.FAILED and task.arn and task_definition_arn:
             # The container ran: report the failure with its last output lines (fetched off-heartbeat).
             self.tracker.remove(task.key)

@@ -123,3 +123,41 @@ def claim_try(identity: TryIdentity, arn: str, previous_job: str | None, our_job
             .execution_options(synchronize_session=False)
         )
         return bool(getattr(result, "rowcount", 0))
+
+
+def pokes_awaiting_their_next(keys: Iterable[Any]) -> set[Any]:
+    """Which of these finished tries (TaskInstanceKeys) were a reschedule-mode sensor's poke whose
+    task instance is already SCHEDULED for the next poke (Airflow 3 only).
+
+    Airflow 3.3's scheduler reads a success event for a SCHEDULED try as a task killed
+    externally and fails it (apache/airflow#71172); on ECS, where a task reports STOPPED seconds
+    after its container exits, that is every sensor poking more often than that. The poke's own
+    TaskReschedule row (keyed by the try's ti_id) says the container ended up_for_reschedule."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.taskreschedule import TaskReschedule
+    from airflow.utils.session import create_session
+    from sqlalchemy import exists, or_, select
+
+    by_identity = {(k.dag_id, k.task_id, k.run_id, k.map_index): k for k in keys}
+    found: set[Any] = set()
+    batch = sorted(by_identity)
+    with create_session() as session:
+        for start in range(0, len(batch), 100):
+            condition = or_(*(_ti_match(*identity) for identity in batch[start : start + 100]))
+            query = select(
+                TaskInstance.dag_id,
+                TaskInstance.task_id,
+                TaskInstance.run_id,
+                TaskInstance.map_index,
+                TaskInstance.try_number,
+            ).where(
+                condition,
+                TaskInstance.state == "scheduled",
+                TaskInstance.next_method.is_(None),  # a deferral's resume: Airflow handles that one itself
+                exists().where(TaskReschedule.ti_id == TaskInstance.id),
+            )
+            for row in session.execute(query):
+                key = by_identity[(row.dag_id, row.task_id, row.run_id, row.map_index)]
+                if key.try_number == row.try_number:
+                    found.add(key)
+    return found

@@ -227,7 +227,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @contextmanager
 def e2e_stack(
-    dag_files: list[str], runs: dict[str, str], extra_env: dict[str, str] | None = None, db_url: str | None = None
+    dag_files: list[str],
+    runs: dict[str, str],
+    extra_env: dict[str, str] | None = None,
+    db_url: str | None = None,
+    faults: Any = None,
 ) -> Iterator[Any]:
     """A running AirflowStack with these DAG files (paths from the repo root), each run triggered."""
     from airflow_fargate.local.stack import AirflowStack
@@ -237,7 +241,11 @@ def e2e_stack(
     dags.mkdir()
     for name in dag_files:
         shutil.copy(ROOT / name, dags)
-    with AirflowStack(home=work / "airflow", dags_folder=dags, extra_env=extra_env or {}, db_url=db_url) as running:
+    from airflow_fargate.local.faults import Faults
+
+    with AirflowStack(
+        home=work / "airflow", dags_folder=dags, extra_env=extra_env or {}, db_url=db_url, faults=faults or Faults()
+    ) as running:
         for dag_id, run_id in runs.items():  # independent runs go in parallel
             running.trigger(dag_id, run_id)
         try:

@@ -469,3 +469,14 @@ def test_simulate_api_runtime_lets_other_workloads_exit_0():
         assert wait_stopped(ecs, arn)["containers"][0]["exitCode"] == 0
     finally:
         ecs.stop()
+
+
+def test_a_task_deprovisions_for_a_while_after_its_container_exits_when_asked():
+    ecs = LocalEcs(runtime="simulate", simulate_duration=0.1, faults=Faults(deprovision_delay_s=1.0)).start()
+    try:
+        arn = run(ecs, ["true"])["tasks"][0]["taskArn"]
+        task = wait_stopped(ecs, arn)
+        assert task["_seen"][-2:] == ["DEPROVISIONING", "STOPPED"]
+        assert task["containers"][0]["exitCode"] == 0
+    finally:
+        ecs.stop()

@@ -332,15 +332,27 @@ class LocalRunner:
             name = self._container_definition(task).get("name", "")
             stop_code = running.stop_code or "EssentialContainerExited"
             reason = running.stop_reason or "Essential container in task exited"
-            moto_tasks.set_state(
-                task,
-                "STOPPED",
-                exit_codes={name: exit_code},
-                reasons={name: container_reason} if container_reason else None,
-                stop_code=stop_code,
-                stopped_reason=reason,
-            )
-            self.stats.stopped_at[running.try_key or task.task_arn] = time.time()
+            try_key = running.try_key or task.task_arn
+            delay = self.faults.deprovision_delay_s
+
+            def stopped() -> None:
+                with self.lock:
+                    moto_tasks.set_state(
+                        task,
+                        "STOPPED",
+                        exit_codes={name: exit_code},
+                        reasons={name: container_reason} if container_reason else None,
+                        stop_code=stop_code,
+                        stopped_reason=reason,
+                    )
+                    self.stats.stopped_at[try_key] = time.time()
+
+            if delay <= 0:
+                stopped()
+                return
+            task.desired_status = "STOPPED"
+            moto_tasks.set_state(task, "DEPROVISIONING")  # as Fargate, seconds between exit and STOPPED
+        self._at(delay, stopped)
 
     def snapshot_stats(self) -> dict[str, Any]:
         """The counters, plus which tries still have a container that has not stopped."""
