@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -30,16 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from executor_bench import compile_bytecode
+from executor_bench import EXECUTORS, compile_bytecode, machine_name, print_targets, quota_faults, write_json
 
-from airflow_fargate.local.faults import Faults
 from airflow_fargate.local.stack import AirflowStack
 
 ROOT = Path(__file__).resolve().parents[1]
-EXECUTORS = {
-    "ours": "airflow_fargate.FargateExecutor",
-    "provider": "airflow.providers.amazon.aws.executors.ecs.ecs_executor.AwsEcsExecutor",
-}
 DAG_ID = "bench_mapped"
 DAG_FILE = '''
 import pendulum
@@ -84,14 +76,7 @@ def run_one(kind: str, setting: str, args: argparse.Namespace) -> dict[str, Any]
     dags = root / "dags"
     dags.mkdir()
     (dags / "bench_mapped.py").write_text(DAG_FILE.format(dag_id=DAG_ID, n=args.n))
-    faults = Faults(
-        latency_ms=args.latency_ms,
-        run_task_rate=args.rate,
-        run_task_burst=args.burst,
-        describe_tasks_rate=args.rate,
-        describe_tasks_burst=args.burst,
-        seed=1,
-    )
+    faults = quota_faults(args)
     extra_env = {"AIRFLOW__CORE__EXECUTOR": EXECUTORS[kind], "AIRFLOW_CONN_AWS_DEFAULT": "aws://"}
     extra_env |= concurrency(setting, args.n)
     stack = AirflowStack(
@@ -202,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{setting} pair {pair + 1}/{args.pairs}: {kind} ...", file=sys.stderr, flush=True)
                 results.append(run_one(kind, setting, args))
 
-    machine = f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = machine_name()
     summary = summarize(results)
     print(
         f"\nDAG of {args.n} mapped {args.task_seconds:g} s tasks on a real scheduler; medians of {args.pairs} "
@@ -212,25 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     for line in table(summary):
         print(line)
     checks = verdict(summary, args.n)
-    print("\ntargets:")
-    for text, met in checks:
-        print(f"  {'met    ' if met else 'NOT met' if met is False else 'n/a    '} {text}")
-    print("every target met" if all(met for _, met in checks) else "some targets NOT met")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps(
-            {
-                "machine": machine,
-                "args": {k: v for k, v in vars(args).items() if k != "json"},
-                "summary": [{"setting": s, "executor": k, **row} for (s, k), row in summary.items()],
-                "targets": [{"target": text, "met": met} for text, met in checks],
-                "runs": results,
-            },
-            indent=2,
-            default=str,
-        )
-    )
-    print(f"\nJSON: {args.json}")
+    print_targets(checks)
+    arguments = {k: v for k, v in vars(args).items() if k != "json"}
+    rows = [{"setting": s, "executor": k, **row} for (s, k), row in summary.items()]
+    write_json(args.json, machine=machine, arguments=arguments, summary=rows, checks=checks, results=results)
     return 0
 
 

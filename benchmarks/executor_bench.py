@@ -129,11 +129,11 @@ def worker(kind: str, n: int, endpoint: str, timeout: float) -> dict[str, Any]:
 # ---- parent: one endpoint per run, alternating pairs, medians, ratios, verdict -------------------
 
 
-def run_one(kind: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+def quota_faults(args: argparse.Namespace) -> Any:
+    """The local endpoint as ECS meters it: latency per call, RunTask and DescribeTasks throttled."""
     from airflow_fargate.local.faults import Faults
-    from airflow_fargate.local.server import LocalEcs
 
-    faults = Faults(
+    return Faults(
         latency_ms=args.latency_ms,
         run_task_rate=args.rate,
         run_task_burst=args.burst,
@@ -141,6 +141,12 @@ def run_one(kind: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
         describe_tasks_burst=args.burst,
         seed=1,
     )
+
+
+def run_one(kind: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    from airflow_fargate.local.server import LocalEcs
+
+    faults = quota_faults(args)
     ecs = LocalEcs(runtime="simulate", simulate_duration=args.task_seconds, faults=faults).start()
     home = tempfile.mkdtemp(prefix="bench-airflow-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
@@ -294,6 +300,38 @@ def verdict(summary: dict[tuple[int, str], dict[str, Any]]) -> list[tuple[str, b
     return checks
 
 
+def machine_name() -> str:
+    return f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def print_targets(checks: list[tuple[str, bool | None]]) -> None:
+    print("\ntargets:")
+    for text, met in checks:
+        print(f"  {'met    ' if met else 'NOT met' if met is False else 'n/a    '} {text}")
+    print("every target met" if all(met for _, met in checks) else "some targets NOT met")
+
+
+def write_json(
+    path: Path,
+    *,
+    machine: str,
+    arguments: dict[str, Any],
+    summary: list[dict[str, Any]],
+    checks: list[tuple[str, bool | None]],
+    results: list[dict[str, Any]],
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "machine": machine,
+        "args": arguments,
+        "summary": summary,
+        "targets": [{"target": text, "met": met} for text, met in checks],
+        "runs": results,
+    }
+    path.write_text(json.dumps(record, indent=2, default=str))
+    print(f"\nJSON: {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, nargs="+", default=[100, 500, 2000])
@@ -322,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"N={n} pair {pair + 1}/{args.pairs}: {kind} ...", file=sys.stderr, flush=True)
                 results.append(run_one(kind, n, args))
 
-    machine = f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = machine_name()
     summary = summarize(results, args)
     print(
         f"\nmedians of {args.pairs} alternating pair(s); {args.latency_ms:.0f} ms/API call; RunTask and "
@@ -331,26 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     for line in table(summary):
         print(line)
     checks = verdict(summary)
-    print("\ntargets:")
-    for text, met in checks:
-        print(f"  {'met    ' if met else 'NOT met' if met is False else 'n/a    '} {text}")
-    every = all(met for _, met in checks)
-    print("every target met" if every else "some targets NOT met")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps(
-            {
-                "machine": machine,
-                "args": {k: v for k, v in vars(args).items() if k not in ("json", "worker", "endpoint")},
-                "summary": [{"n": n, "executor": kind, **row} for (n, kind), row in summary.items()],
-                "targets": [{"target": text, "met": met} for text, met in checks],
-                "runs": results,
-            },
-            indent=2,
-            default=str,
-        )
-    )
-    print(f"\nJSON: {args.json}")
+    print_targets(checks)
+    arguments = {k: v for k, v in vars(args).items() if k not in ("json", "worker", "endpoint")}
+    rows = [{"n": n, "executor": kind, **row} for (n, kind), row in summary.items()]
+    write_json(args.json, machine=machine, arguments=arguments, summary=rows, checks=checks, results=results)
     return 0
 
 
