@@ -35,7 +35,7 @@ from airflow_fargate.compat import (
 )
 from airflow_fargate.ecs import DescribeResult, EcsClient
 from airflow_fargate.ecs_types import EcsTaskState, LaunchResult
-from airflow_fargate.errors import FargateConfigError
+from airflow_fargate.errors import FargateConfigError, shorten_lines
 from airflow_fargate.launcher import BuildOnce, Launcher, LaunchRequest, backoff_seconds, is_credentials_error
 from airflow_fargate.log_view import build_task_output
 from airflow_fargate.logs import CloudWatchLogReader, FailureOutput, TaskOutput
@@ -83,6 +83,7 @@ class FargateExecutor(BaseExecutor):
         self._log_output: TaskOutput | None = None
         self._task_events = TaskEventKeeper(self._task_event_logs)
         self._successes: list[tuple[Any, str | None]] = []  # tries that exited 0 in this describe batch
+        self._poke_check_paused_until = 0.0  # after a failed metadata DB read (_report_successes)
 
     def _load_settings(self) -> ExecutorSettings:
         # Airflow 3.1+: self.conf is the team-scoped ExecutorConf; Airflow 2 reads the global conf.
@@ -468,11 +469,18 @@ class FargateExecutor(BaseExecutor):
         finished, self._successes = self._successes, []
         if not finished:
             return
-        try:
-            pokes = metadata_db.pokes_awaiting_their_next(key for key, _ in finished)
-        except Exception:
-            self.log.exception("FargateExecutor: could not read the finished tries' state; reporting them all")
-            pokes = set()
+        pokes: set[Any] = set()
+        if self._clock() >= self._poke_check_paused_until:
+            try:
+                pokes = metadata_db.pokes_awaiting_their_next(key for key, _ in finished)
+            except Exception as err:  # the DB is the scheduler's own: rare, so say it once a minute
+                self._poke_check_paused_until = self._clock() + 60
+                self.log.warning(
+                    "FargateExecutor: could not read finished tries' states (%s: %s); reporting every finished "
+                    "try for a minute without checking for sensor pokes.",
+                    type(err).__name__,
+                    shorten_lines(str(err)),
+                )
         for key, arn in finished:
             if key in pokes:
                 self.log.info("%s: a sensor's poke ended and its next poke is already scheduled; not reported.", key)

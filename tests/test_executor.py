@@ -14,6 +14,7 @@ from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.utils.state import TaskInstanceState
 from botocore.exceptions import ClientError, ReadTimeoutError
 
+from airflow_fargate import metadata_db
 from airflow_fargate.compat import AIRFLOW_V3
 from airflow_fargate.errors import FargateConfigError
 from airflow_fargate.executor import FargateExecutor
@@ -816,3 +817,55 @@ def test_metrics_follow_the_documented_names(executor, ecs, monkeypatch):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for name in recorded.seen:
         assert f"`{name}`" in readme, f"{name} is not documented in the README"
+
+
+def finish_one(executor, ecs, clock_step: float = 0.0):
+    """One try launched, RUNNING, then STOPPED with exit 0; the describe that sees it applied."""
+    (key,) = queue(executor, make_workload())
+    beat(executor)
+    arn = [a for a in ecs.all_task_arns() if executor.tracker.by_arn(a) is not None][-1]
+    ecs.set_state(arn, "RUNNING")
+    beat(executor)
+    events(executor)
+    executor._clock.now += clock_step
+    ecs.set_state(arn, "STOPPED", exit_codes={"base": 0}, stop_code="EssentialContainerExited")
+    beat(executor)
+    return key
+
+
+@pytest.mark.skipif(not AIRFLOW_V3, reason="Airflow 2's scheduler does not fail a SCHEDULED try on a late success")
+def test_a_sensor_poke_whose_next_poke_is_scheduled_is_not_reported(executor, ecs, monkeypatch):
+    asked: list[list] = []
+
+    def pokes(keys):
+        keys = list(keys)
+        asked.append(keys)
+        return set(keys)  # the metadata DB says: a poke, its next one already SCHEDULED
+
+    monkeypatch.setattr(metadata_db, "pokes_awaiting_their_next", pokes)
+    key = finish_one(executor, ecs)
+    assert asked == [[key]]
+    assert key not in events(executor)  # Airflow would have failed the sensor on it
+    assert key not in executor.running  # no longer ours: the next poke can be queued
+
+
+@pytest.mark.skipif(not AIRFLOW_V3, reason="the poke check is Airflow 3 only")
+def test_when_the_metadata_db_cannot_be_read_successes_are_reported_and_it_is_asked_again_a_minute_later(
+    executor, ecs, monkeypatch, capfd
+):
+    asked: list[int] = []
+
+    def unreadable(keys):
+        asked.append(len(list(keys)))
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(metadata_db, "pokes_awaiting_their_next", unreadable)
+    first = finish_one(executor, ecs)
+    assert events(executor)[first][0] == TaskInstanceState.SUCCESS
+    second = finish_one(executor, ecs, clock_step=30)
+    assert events(executor)[second][0] == TaskInstanceState.SUCCESS
+    assert asked == [1]  # not asked again within the minute
+    finish_one(executor, ecs, clock_step=31)
+    assert asked == [1, 1]
+    out, err = capfd.readouterr()
+    assert (out + err).count("could not read finished tries' states (RuntimeError: database is locked)") == 2

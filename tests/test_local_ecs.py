@@ -407,13 +407,20 @@ def test_describe_tasks_is_throttled_like_ecs_when_asked(local):
 class FakeExecutionApi:
     """Airflow's execution API as far as the simulate-api runtime uses it: records each call."""
 
-    def __init__(self, fail_state: bool = False) -> None:
+    def __init__(self, fail_state: bool = False, busy_once: bool = False) -> None:
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
+        self.busy = busy_once  # answer the first call 500 (a locked SQLite), as a loaded API server does
         api = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_PATCH(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if api.busy:
+                    api.busy = False
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 api.calls.append((self.path, self.headers["Authorization"], body))
                 failing = fail_state and self.path.endswith("/state")
                 self.send_response(409 if failing else 200)
@@ -439,9 +446,9 @@ def workload_command(workload: dict[str, Any]) -> list[str]:
     return ["python", "-m", "airflow.sdk.execution_time.execute_workload", "--json-string", json.dumps(workload)]
 
 
-@pytest.mark.parametrize("fail_state", [False, True])
-def test_simulate_api_runtime_reports_the_try_to_the_execution_api(fail_state):
-    api = FakeExecutionApi(fail_state=fail_state)
+@pytest.mark.parametrize(("fail_state", "busy_once"), [(False, False), (True, False), (False, True)])
+def test_simulate_api_runtime_reports_the_try_to_the_execution_api(fail_state, busy_once):
+    api = FakeExecutionApi(fail_state=fail_state, busy_once=busy_once)
     ecs = LocalEcs(runtime="simulate-api", simulate_duration=0.2).start()
     try:
         workload = {"type": "ExecuteTask", "token": "workload-token", "ti": {"id": "0193-ti"}}

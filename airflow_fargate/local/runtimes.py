@@ -18,11 +18,14 @@ import signal
 import subprocess
 import tempfile
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+import tenacity
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +224,19 @@ def _running_payload() -> dict[str, Any]:
     return {"state": "running", "hostname": "local-ecs", "unixname": "airflow", "pid": 1, "start_date": _now()}
 
 
+def _retryable(err: BaseException) -> bool:
+    """What Airflow's own task client retries: server errors and connection failures."""
+    if isinstance(err, urllib.error.HTTPError):
+        return err.code >= 500
+    return isinstance(err, OSError)
+
+
+@tenacity.retry(
+    retry=tenacity.retry_if_exception(_retryable),
+    stop=tenacity.stop_after_attempt(5),
+    wait=tenacity.wait_random_exponential(min=0.5, max=5),
+    reraise=True,
+)
 def _report(api: str, path: str, token: str, body: dict[str, Any]) -> str:
     """PATCH one execution-API call; the token to use next (the API swaps a workload token)."""
     request = urllib.request.Request(
