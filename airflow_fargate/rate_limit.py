@@ -26,7 +26,7 @@ class AdaptiveRateLimiter:
     """Token bucket (``burst`` tokens, ``rate`` per second) with AIMD: a throttle halves the rate
     and empties the bucket, each success adds ``increase`` back up to the configured rate.
 
-    ``acquire()`` books the caller the next free slot and sleeps once until it comes: with 30
+    ``acquire()`` books the caller the next free slot and sleeps once until it comes: with 20
     launch threads waiting, each token wakes one thread, not all of them. A throttle cancels the
     bookings (their threads book again at the halved rate when they wake)."""
 

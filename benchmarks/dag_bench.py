@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from executor_bench import EXECUTORS, compile_bytecode, machine_name, print_targets, quota_faults, write_json
+from executor_bench import (
+    EXECUTORS,
+    add_quota_arguments,
+    compile_bytecode,
+    machine_name,
+    print_targets,
+    quota_faults,
+    write_json,
+)
 
 from airflow_fargate.local.stack import AirflowStack
 
@@ -171,9 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default="default,raised")
     parser.add_argument("--executors", default="ours,provider")
     parser.add_argument("--task-seconds", type=float, default=1.0, help="how long each simulated task runs")
-    parser.add_argument("--latency-ms", type=float, default=80)
-    parser.add_argument("--rate", type=float, default=20)
-    parser.add_argument("--burst", type=int, default=100)
+    add_quota_arguments(parser)
     parser.add_argument("--timeout", type=float, default=1200, help="give up on one DAG run after this long")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "dag_bench.json")
     args = parser.parse_args(argv)

@@ -147,6 +147,13 @@ def worker(kind: str, n: int, endpoint: str, timeout: float) -> dict[str, Any]:
 # ---- parent: one endpoint per run, alternating pairs, medians, ratios, verdict -------------------
 
 
+def add_quota_arguments(parser: argparse.ArgumentParser) -> None:
+    """The endpoint's quota switches, which quota_faults() reads."""
+    parser.add_argument("--latency-ms", type=float, default=80)
+    parser.add_argument("--rate", type=float, default=20)
+    parser.add_argument("--burst", type=int, default=100)
+
+
 def quota_faults(args: argparse.Namespace) -> Any:
     """The local endpoint as ECS meters it: latency per call, RunTask and DescribeTasks throttled."""
     from airflow_fargate.local.faults import Faults
@@ -357,9 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=3, help="A/B pairs per N (the order alternates)")
     parser.add_argument("--executors", default="ours,provider")
     parser.add_argument("--task-seconds", type=float, default=10.0, help="how long each simulated task runs")
-    parser.add_argument("--latency-ms", type=float, default=80)
-    parser.add_argument("--rate", type=float, default=20)
-    parser.add_argument("--burst", type=int, default=100)
+    add_quota_arguments(parser)
     parser.add_argument("--timeout", type=float, default=1800, help="give up on one run after this long")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "executor_bench.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
