@@ -31,8 +31,12 @@ unit: venv
 
 test: lint typecheck test-airflow3 test-airflow2
 
+# Two workers; --dist loadfile keeps each test file on one worker, so an e2e module's stack (a real
+# scheduler, api-server and endpoint) starts once, not once per worker.
+XDIST ?= -n 2 --dist loadfile
+
 test-airflow3: venv postgres
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # PostgreSQL from Debian's package for the two-scheduler (HA) test, which starts a throwaway
 # server itself (tests/postgres.py). Where apt-get cannot install it, that test skips and says why.
@@ -55,7 +59,7 @@ $(AIRFLOW2_VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 test-airflow2: $(AIRFLOW2_VENV)/.installed
-	$(AIRFLOW2_VENV)/bin/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(AIRFLOW2_VENV)/bin/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 docs: venv
 	$(PY) -m airflow_fargate.docs README.md
