@@ -43,6 +43,7 @@ from airflow_fargate.ownership import ownership_tags, started_by
 from airflow_fargate.poller import Poller
 from airflow_fargate.run_task import RunTaskKwargsBuilder, names_launch_capacity
 from airflow_fargate.settings import ExecutorSettings, load_settings, option_label
+from airflow_fargate.startup_error import raised_at_start
 from airflow_fargate.sweep import Action, Listed, OrphanSweeper, Ownership, Snapshot, decide
 from airflow_fargate.task_events import TaskEventKeeper
 from airflow_fargate.tracker import Outcome, TrackedTask, Tracker, Verdict
@@ -99,7 +100,14 @@ class FargateExecutor(BaseExecutor):
         """Validate configuration (and optionally AWS reachability), then build every part.
 
         Raises FargateConfigError before any lasting thread exists (the start-up calls' pool is
-        joined first), so a bad configuration stops the scheduler with that one message."""
+        joined first), so a bad configuration stops the scheduler with that one message, printed
+        once (startup_error)."""
+        try:
+            self._start()
+        except FargateConfigError as err:
+            raise raised_at_start(err) from None
+
+    def _start(self) -> None:
         self.settings = settings = self._load_settings()
         self.ecs = EcsClient(self._aws_target, settings.cluster, settings.describe_tasks_rate)
         self.ecs.client  # noqa: B018 - the session and its models, once, before the calls below
