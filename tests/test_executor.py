@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -618,12 +617,15 @@ def test_family_is_registered(ecs):
 # ---- launches off the heartbeat thread ------------------------------------------------------------
 
 
-def blocking_run_task(executor, monkeypatch):
-    """run_task that waits until released: a launch 'on the wire' for as long as the test wants."""
+def blocking_run_task(executor, monkeypatch, on_wire: threading.Semaphore | None = None):
+    """run_task that waits until released: a launch 'on the wire' for as long as the test wants
+    (``on_wire`` is released as each call gets there)."""
     release = threading.Event()
     real = executor.ecs.run_task
 
     def run_task(kwargs, client_token):
+        if on_wire is not None:
+            on_wire.release()
         assert release.wait(30)
         return real(kwargs, client_token)
 
@@ -657,13 +659,15 @@ def test_end_finishes_in_flight_launches_and_stops_what_cannot_be_adopted(execut
 
 
 def test_terminate_cancels_queued_launches_and_stops_launched_ones(executor, ecs, monkeypatch):
-    release = blocking_run_task(executor, monkeypatch)
+    on_wire = threading.Semaphore(0)
+    release = blocking_run_task(executor, monkeypatch, on_wire)
     executor.launcher._max_workers = 1  # one call on the wire, the rest queued
     keys = queue(executor, *[make_workload(f"t{i}") for i in range(3)])
     executor.heartbeat()
-    deadline = time.monotonic() + 10
-    while executor.launcher.in_flight != 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    # the worker has taken its request and is in run_task (in_flight counts requests no worker
+    # has taken yet too: on a busy machine terminate() could come before the worker runs)
+    assert on_wire.acquire(timeout=30)
+    assert executor.launcher.in_flight == 3
     threading.Timer(0.3, release.set).start()
     executor.terminate()
     (arn,) = ecs.all_task_arns()  # only the call already on the wire created a task...
