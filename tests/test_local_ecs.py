@@ -67,6 +67,22 @@ def wait_stopped(ecs: LocalEcs, arn: str, timeout: float = 20) -> dict[str, Any]
     raise TimeoutError(f"{arn} not stopped; saw {seen}")
 
 
+def wait_for_output(ecs: LocalEcs, arn: str, line: str, timeout: float = 30) -> None:
+    """Until the task's container has printed ``line`` (its output reaches CloudWatch as printed)."""
+    logs = ecs.client("logs")
+    stream = f"airflow/{ecs.config.container_name}/{arn.rsplit('/', 1)[-1]}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            events = logs.get_log_events(logGroupName=ecs.config.log_group, logStreamName=stream)["events"]
+        except logs.exceptions.ResourceNotFoundException:
+            events = []
+        if any(e["message"] == line for e in events):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{arn} did not print {line!r}")
+
+
 def test_binds_to_loopback_only(local):
     assert local.endpoint_url.startswith("http://127.0.0.1:")
     env = local.scheduler_env()
@@ -111,10 +127,9 @@ def test_stop_task_terminates_then_kills(local):
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)",
     ]
     arn = run(local, ignores_term)["tasks"][0]["taskArn"]
-    deadline = time.monotonic() + 10
-    while describe(local, arn)["lastStatus"] != "RUNNING" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
+    # "up" is printed once SIGTERM is ignored (RUNNING comes earlier, as the process is spawned,
+    # and a busy machine may take a second or more to start Python)
+    wait_for_output(local, arn, "up")
     local.client("ecs").stop_task(cluster=local.config.cluster, task=arn, reason="operator said so")
     task = wait_stopped(local, arn)
     assert task["stopCode"] == "UserInitiated"

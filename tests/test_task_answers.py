@@ -56,6 +56,19 @@ def botocores_answer(client: Any, operation: str) -> tuple[list[dict[str, Any]],
     return parsed, left
 
 
+def wait_stopped(ecs: LocalEcs, arns: list[str], timeout: float = 30) -> None:
+    """Until ECS reports every one of ``arns`` STOPPED (asked through a client of its own, so the
+    answers recorded by the test's client stay the ones it asserts on)."""
+    client = ecs.client("ecs")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tasks = client.describe_tasks(cluster=ecs.config.cluster, tasks=arns)["tasks"]
+        if len(tasks) == len(arns) and all(task["lastStatus"] == "STOPPED" for task in tasks):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"not all of {arns} stopped")
+
+
 def without_metadata(answer: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in answer.items() if key != "ResponseMetadata"}
 
@@ -65,7 +78,7 @@ def test_the_fast_answers_equal_botocores(local):
     launched, launch_left = botocores_answer(client, "RunTask")
     described, describe_left = botocores_answer(client, "DescribeTasks")
     arns = run_tasks(client, local, 3)
-    time.sleep(1.0)  # they stop: stoppedAt, stopCode, exit codes
+    wait_stopped(local, arns)  # they stop: stoppedAt, stopCode, exit codes
     arns += run_tasks(client, local, 2)  # still running
     answer = client.describe_tasks(cluster=local.config.cluster, tasks=arns, include=["TAGS"])
     assert without_metadata(answer) == without_metadata(described[0])
