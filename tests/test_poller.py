@@ -159,10 +159,9 @@ def test_errors_are_handed_over_and_the_batch_is_asked_for_again():
 
     poller = Poller(describe)
     poller.track(["a"])
-    wait_for(lambda: bool(calls))
-    wait_for(lambda: poller.idle)
-    (answer,) = poller.take()
-    assert isinstance(answer, RuntimeError)
+    answers: list = []
+    wait_for(lambda: answers.extend(poller.take()) or answers)  # (the next round may come before a late take)
+    assert isinstance(answers[0], RuntimeError)
     poller.track(["a"])  # the next round (about a second later) asks again
     wait_for(lambda: len(calls) >= 2)
     poller.shutdown()
