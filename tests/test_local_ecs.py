@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import http.server
 import json
 import subprocess
@@ -47,16 +48,21 @@ def run(
     return ecs.client("ecs").run_task(**kwargs)
 
 
-def describe(ecs: LocalEcs, arn: str) -> dict[str, Any] | None:
-    tasks = ecs.client("ecs").describe_tasks(cluster=ecs.config.cluster, tasks=[arn])["tasks"]
+def describe(ecs: LocalEcs, arn: str, client: Any = None) -> dict[str, Any] | None:
+    client = client or ecs.client("ecs")
+    tasks = client.describe_tasks(cluster=ecs.config.cluster, tasks=[arn])["tasks"]
     return tasks[0] if tasks else None
 
 
 def wait_stopped(ecs: LocalEcs, arn: str, timeout: float = 20) -> dict[str, Any]:
+    """Until the task is STOPPED; ``_seen`` is the statuses seen on the way. One client for every
+    call: a new boto3 client per call took over a second on a loaded machine, long enough to miss
+    a status that lasts one."""
+    client = ecs.client("ecs")
     deadline = time.monotonic() + timeout
     seen = []
     while time.monotonic() < deadline:
-        task = describe(ecs, arn)
+        task = describe(ecs, arn, client)
         if task:
             if not seen or seen[-1] != task["lastStatus"]:
                 seen.append(task["lastStatus"])
@@ -494,11 +500,12 @@ def test_simulate_api_runtime_lets_other_workloads_exit_0():
 
 
 def test_a_task_deprovisions_for_a_while_after_its_container_exits_when_asked():
-    ecs = LocalEcs(runtime="simulate", simulate_duration=0.1, faults=Faults(deprovision_delay_s=1.0)).start()
+    ecs = LocalEcs(runtime="simulate", simulate_duration=0.1, faults=Faults(deprovision_delay_s=3.0)).start()
     try:
         arn = run(ecs, ["true"])["tasks"][0]["taskArn"]
         task = wait_stopped(ecs, arn)
         assert task["_seen"][-2:] == ["DEPROVISIONING", "STOPPED"]
+        assert task["stoppedAt"] - task["executionStoppedAt"] >= datetime.timedelta(seconds=2.9)
         assert task["containers"][0]["exitCode"] == 0
     finally:
         ecs.stop()

@@ -77,6 +77,10 @@ def snapshot(task: Any) -> Any:
     return copied
 
 
+# statuses from stopping on; the containers have exited from DEPROVISIONING on
+STOPPING_STATUSES = ("DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED")
+
+
 def set_state(
     task: Any,
     last_status: str,
@@ -100,10 +104,13 @@ def set_state(
             container.exitCode = exit_codes[container.name]
         if reasons and container.name in reasons:
             container.reason = reasons[container.name]
+    if last_status in STOPPING_STATUSES:  # as ECS: when stopping began, when the containers exited
+        task.stopping_at = getattr(task, "stopping_at", None) or now
+        if last_status in ("DEPROVISIONING", "STOPPED"):
+            task.execution_stopped_at = getattr(task, "execution_stopped_at", None) or now
     if last_status == "STOPPED":
         task.desired_status = "STOPPED"
-        task.stopping_at = task.stopped_at = now
-        task.execution_stopped_at = now
+        task.stopped_at = now
         task.stop_code = stop_code or "EssentialContainerExited"
         task.stopped_reason = stopped_reason or task.stopped_reason or "Essential container in task exited"
         for container in task.containers:
