@@ -19,7 +19,9 @@ from airflow_fargate.local.server import LocalEcs
 
 @pytest.fixture
 def local() -> Iterator[LocalEcs]:
-    ecs = LocalEcs(runtime="simulate", simulate_duration=0.3).start()
+    # each task "runs" 2 s: the 2 launched after the first 3 stopped are surely still running
+    # when described, however busy the machine (wait_stopped waits out the first 3)
+    ecs = LocalEcs(runtime="simulate", simulate_duration=2.0).start()
     try:
         yield ecs
     finally:
