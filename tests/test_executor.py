@@ -175,7 +175,13 @@ def test_describe_is_batched_by_100(executor, ecs):
     assert len(ecs.all_task_arns()) == 250
     describe_calls = calls(executor, "DescribeTasks")
     beat(executor)
-    assert sorted(len(c["tasks"]) for c in describe_calls) == [50, 100, 100]
+    # The kicked round describes all 250 in calls of 100, 100 and 50. The poller's own timed round
+    # may come in between on a slow machine (a heartbeat apart); it batches the same way: calls of
+    # 100 (filled up with the stalest), and one of 50 only when all 250 were due.
+    sizes = sorted(len(c["tasks"]) for c in describe_calls)
+    assert set(sizes) <= {50, 100} and sizes.count(50) >= 1 and sizes.count(100) >= 2, sizes
+    assert all(len(set(c["tasks"])) == len(c["tasks"]) for c in describe_calls)
+    assert set().union(*(c["tasks"] for c in describe_calls)) == set(ecs.all_task_arns())
     assert all(k in executor.running for k in keys)
 
 
