@@ -227,8 +227,10 @@ def test_exec_replaces_the_shell_so_signals_reach_the_command(tmp_path, fake_bin
     pid_file, term_file = tmp_path / "pid", tmp_path / "got-term"
     script = (
         "import os, signal, sys, time\n"
-        f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
         f"signal.signal(signal.SIGTERM, lambda *a: (open({str(term_file)!r}, 'w').write('x'), sys.exit(0)))\n"
+        # the pid file appears whole (renamed into place) and only once SIGTERM is handled
+        f"open({str(pid_file)!r} + '.tmp', 'w').write(str(os.getpid()))\n"
+        f"os.replace({str(pid_file)!r} + '.tmp', {str(pid_file)!r})\n"
         "time.sleep(30)\n"
     )
     env = {**os.environ, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}", "CONTAINER_DAG_PATH": str(tmp_path)}
