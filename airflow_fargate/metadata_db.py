@@ -25,6 +25,7 @@ class TryRow:
     queued_by_job_id: str | None
     executor_config: Any = None
     queue: str | None = None
+    end_date: float | None = None  # epoch seconds the try ended, if it has
 
 
 def _ti_match(dag_id: str, task_id: str, run_id: str, map_index: int) -> Any:
@@ -59,6 +60,7 @@ def load_rows(identities: Iterable[TryIdentity]) -> dict[tuple[str, str, str, in
         TaskInstance.queued_by_job_id,
         TaskInstance.executor_config,
         TaskInstance.queue,
+        TaskInstance.end_date,
     )
     batch = sorted(wanted)
     with create_session() as session:
@@ -73,6 +75,7 @@ def load_rows(identities: Iterable[TryIdentity]) -> dict[tuple[str, str, str, in
                     queued_by_job_id=None if row.queued_by_job_id is None else str(row.queued_by_job_id),
                     executor_config=row.executor_config,
                     queue=row.queue,
+                    end_date=row.end_date.timestamp() if row.end_date is not None else None,
                 )
     return rows
 

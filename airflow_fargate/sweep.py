@@ -11,7 +11,9 @@ the ECS read quota. The decisions are made on the scheduler thread from the meta
 - launched by a scheduler job Airflow still counts as running: leave it to that scheduler;
 - launched by a dead scheduler: adopt it if its try is still queued/running with no other ECS
   task recorded (one conditional UPDATE makes it ours), leave it if the DB already records it
-  (Airflow's own adoption offers it), otherwise stop it with a reason naming the try;
+  (Airflow's own adoption offers it), leave it for ``FINISHED_TRY_GRACE_SECONDS`` if its try
+  ended just now (the task reports its state before its container exits: a stop then could cut
+  the remote log upload), otherwise stop it with a reason naming the try;
 - not identifiable, of another deployment, or a try this DB does not know: never touched.
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 
 SWEEP_CALL_RATE = 5.0  # ListTasks/DescribeTasks calls per second: a quarter of the 20/s read quota
 SWEEP_CALL_BURST = 10
+FINISHED_TRY_GRACE_SECONDS = 300.0  # a container still up this long after its try ended is stuck
 
 
 @dataclass(frozen=True)
@@ -94,8 +98,9 @@ def _listed(entry: Any) -> Listed | None:
     return Listed(entry["taskArn"], read_owner(entry.get("tags")), str(entry.get("lastStatus") or ""), created_at)
 
 
-def decide(snapshot: Snapshot, known: Ownership, db: MetadataDb) -> list[Decision]:
-    """What to do with each listed task (reads the DB; changes nothing)."""
+def decide(snapshot: Snapshot, known: Ownership, db: MetadataDb, now: float | None = None) -> list[Decision]:
+    """What to do with each listed task (reads the DB; changes nothing); ``now`` is epoch seconds."""
+    now = time.time() if now is None else now
     candidates = [
         task
         for task in snapshot.tasks
@@ -132,20 +137,25 @@ def decide(snapshot: Snapshot, known: Ownership, db: MetadataDb) -> list[Decisio
         by_try[task.owner.try_identity].append(task)
     for identity, tasks in by_try.items():
         newest_first = sorted(tasks, key=lambda t: -t.created_at)
-        decisions.extend(_decide_try(identity, newest_first, rows.get(identity[:4]), row_owners))
+        decisions.extend(_decide_try(identity, newest_first, rows.get(identity[:4]), row_owners, now))
     return decisions
 
 
 def _decide_try(
-    identity: TryIdentity, newest_first: list[Listed], row: TryRow | None, running_owners: set[str]
+    identity: TryIdentity, newest_first: list[Listed], row: TryRow | None, running_owners: set[str], now: float
 ) -> list[Decision]:
     """A dead scheduler's tasks for one try: adopt at most one (the newest), stop the rest."""
     what = newest_first[0].owner.describe() if newest_first[0].owner else str(identity)
     if row is None:
         return [Decision(Action.SKIP, t, f"{what}: no such task instance in this metadata DB") for t in newest_first]
+    if row.try_number == identity[4] and row.state is not None and row.state not in ACTIVE_STATES:
+        ended = now - row.end_date if row.end_date is not None else None
+        if ended is not None and ended < FINISHED_TRY_GRACE_SECONDS:
+            reason = f"{what} is {row.state} since {max(ended, 0):.0f}s; its container may still be exiting"
+            return [Decision(Action.SKIP, t, reason, row) for t in newest_first]
     if row.try_number != identity[4] or row.state not in ACTIVE_STATES:
-        now = f"try {row.try_number} is {row.state or 'reset'}"
-        return [Decision(Action.STOP, t, f"orphan of {what}; {now}", row) for t in newest_first]
+        current = f"try {row.try_number} is {row.state or 'reset'}"
+        return [Decision(Action.STOP, t, f"orphan of {what}; {current}", row) for t in newest_first]
     decisions = []
     for task in newest_first:
         if row.external_executor_id == task.arn:

@@ -14,7 +14,15 @@ from airflow_fargate.aws_session import AwsTarget
 from airflow_fargate.ecs import EcsClient
 from airflow_fargate.metadata_db import TryRow
 from airflow_fargate.ownership import ownership_tags, read_owner, started_by
-from airflow_fargate.sweep import Action, Listed, OrphanSweeper, Ownership, Snapshot, decide
+from airflow_fargate.sweep import (
+    FINISHED_TRY_GRACE_SECONDS,
+    Action,
+    Listed,
+    OrphanSweeper,
+    Ownership,
+    Snapshot,
+    decide,
+)
 from tests.helpers import CLUSTER, FAMILY, moto_ecs
 
 OURS = "20"
@@ -44,13 +52,24 @@ def listed(arn: str, *, job: str = DEAD, try_number: int = 1, created: float = 0
     return Listed(arn, owner, "RUNNING", created)
 
 
-def row(state: str | None = "queued", try_number: int = 1, arn: str | None = None, job: str | None = DEAD) -> TryRow:
-    return TryRow(state=state, try_number=try_number, external_executor_id=arn, queued_by_job_id=job)
+NOW = 1_800_000_000.0
+
+
+def row(
+    state: str | None = "queued",
+    try_number: int = 1,
+    arn: str | None = None,
+    job: str | None = DEAD,
+    ended_ago: float | None = None,
+) -> TryRow:
+    end_date = None if ended_ago is None else NOW - ended_ago
+    return TryRow(state=state, try_number=try_number, external_executor_id=arn, queued_by_job_id=job, end_date=end_date)
 
 
 def verdicts(tasks: list[Listed], db: FakeDb, **known: Any) -> dict[str, tuple[Action, str]]:
     ownership = Ownership(our_job=OURS, deployment=DEPLOYMENT, **known)
-    return {d.task.arn: (d.action, d.reason) for d in decide(Snapshot(tuple(tasks), len(tasks)), ownership, db)}
+    decisions = decide(Snapshot(tuple(tasks), len(tasks)), ownership, db, now=NOW)
+    return {d.task.arn: (d.action, d.reason) for d in decisions}
 
 
 def test_tasks_this_scheduler_tracks_are_not_judged():
@@ -84,6 +103,30 @@ def test_dead_schedulers_try_unknown_to_this_db_is_left_alone():
 def test_dead_schedulers_task_of_a_reset_or_finished_try_is_stopped(current, expected_words):
     action, reason = verdicts([listed("a")], FakeDb({("d", "t", "r", -1): current}))["a"]
     assert action is Action.STOP and expected_words in reason and "d.t run_id=r try 1" in reason
+
+
+@pytest.mark.parametrize("state", ["success", "failed", "up_for_retry"])
+def test_dead_schedulers_task_of_a_try_that_just_ended_is_left_to_exit(state):
+    """The task reports its state before its container exits (remote log upload comes after):
+    a container of a try that ended moments ago is not stopped, one still up past the grace is."""
+    rows = {("d", "t", "r", -1): row(state=state, ended_ago=FINISHED_TRY_GRACE_SECONDS - 5)}
+    action, reason = verdicts([listed("a")], FakeDb(rows))["a"]
+    assert action is Action.SKIP and f"is {state} since 295s" in reason
+    rows = {("d", "t", "r", -1): row(state=state, ended_ago=FINISHED_TRY_GRACE_SECONDS + 5)}
+    action, reason = verdicts([listed("a")], FakeDb(rows))["a"]
+    assert action is Action.STOP and f"try 1 is {state}" in reason
+
+
+@pytest.mark.parametrize(
+    "current",
+    [row(state=None, ended_ago=1), row(state="success", try_number=2, ended_ago=1), row(state="running", ended_ago=1)],
+    ids=["reset", "a later try", "running"],
+)
+def test_grace_is_only_for_the_listed_try_itself_having_ended(current):
+    """A reset try is queued again and a later try runs: the old container must not overlap it."""
+    action, _ = verdicts([listed("a")], FakeDb({("d", "t", "r", -1): current}))["a"]
+    assert action in (Action.STOP, Action.ADOPT)
+    assert action is (Action.ADOPT if current.state == "running" else Action.STOP)
 
 
 def test_dead_schedulers_task_recorded_in_the_db_is_left_to_airflows_adoption():

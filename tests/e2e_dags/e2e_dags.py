@@ -7,7 +7,7 @@ import signal
 import time
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import Variable, dag, get_current_context, task
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 
@@ -37,7 +37,14 @@ def e2e_fail():
 def e2e_slow():
     @task
     def slow(n: int) -> int:
-        time.sleep(25)
+        """Runs until the test sets Variable release_<run_id>: the tests restart the scheduler
+        meanwhile, and however long that takes on a busy machine, the try is still running."""
+        key = f"release_{get_current_context()['run_id']}"
+        deadline = time.monotonic() + 300
+        while Variable.get(key, default=None) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Variable {key} was never set")
+            time.sleep(1)
         return n
 
     slow.expand(n=[1, 2, 3])
