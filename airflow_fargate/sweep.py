@@ -151,7 +151,7 @@ def _decide_try(
     if row.try_number == identity[4] and row.state is not None and row.state not in ACTIVE_STATES:
         ended = now - row.end_date if row.end_date is not None else None
         if ended is not None and ended < FINISHED_TRY_GRACE_SECONDS:
-            reason = f"{what} is {row.state} since {max(ended, 0):.0f}s; its container may still be exiting"
+            reason = f"{what} ended {max(ended, 0):.0f}s ago ({row.state}); its container may still be exiting"
             return [Decision(Action.SKIP, t, reason, row) for t in newest_first]
     if row.try_number != identity[4] or row.state not in ACTIVE_STATES:
         current = f"try {row.try_number} is {row.state or 'reset'}"

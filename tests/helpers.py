@@ -9,11 +9,12 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
 import boto3
 import pytest
@@ -174,36 +175,56 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.5)
 
 @contextmanager
 def moto_ecs() -> Iterator[MotoEcs]:
+    """A moto ECS world. Every FargateExecutor started in it is ended before the world goes, so
+    no executor's threads outlive their test (they would keep calling an AWS that is gone)."""
     from moto import mock_aws
 
-    with mock_aws():
-        ecs = boto3.client("ecs", region_name=REGION)
-        ec2 = boto3.client("ec2", region_name=REGION)
-        subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
-        group = ec2.describe_security_groups()["SecurityGroups"][0]["GroupId"]
-        ecs.create_cluster(clusterName=CLUSTER)
-        boto3.client("logs", region_name=REGION).create_log_group(logGroupName=LOG_GROUP)
-        ecs.register_task_definition(
-            family=FAMILY,
-            requiresCompatibilities=["FARGATE"],
-            networkMode="awsvpc",
-            cpu="256",
-            memory="512",
-            containerDefinitions=[
-                {
-                    "name": CONTAINER,
-                    "image": "apache/airflow:3.3.2",
-                    "essential": True,
-                    "memory": 256,
-                    "logConfiguration": {
-                        "logDriver": "awslogs",
-                        "options": {"awslogs-group": LOG_GROUP, "awslogs-stream-prefix": LOG_PREFIX},
-                    },
+    from airflow_fargate.executor import FargateExecutor
+
+    started: list[FargateExecutor] = []
+    original_start = FargateExecutor.start
+
+    def recording_start(self: FargateExecutor) -> None:
+        started.append(self)
+        original_start(self)
+
+    with mock_aws(), mock.patch.object(FargateExecutor, "start", recording_start):
+        try:
+            yield _moto_world()
+        finally:
+            for executor in started:  # in whatever state the test left it (already ended, too)
+                with suppress(Exception):
+                    executor.end()
+
+
+def _moto_world() -> MotoEcs:
+    ecs = boto3.client("ecs", region_name=REGION)
+    ec2 = boto3.client("ec2", region_name=REGION)
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
+    group = ec2.describe_security_groups()["SecurityGroups"][0]["GroupId"]
+    ecs.create_cluster(clusterName=CLUSTER)
+    boto3.client("logs", region_name=REGION).create_log_group(logGroupName=LOG_GROUP)
+    ecs.register_task_definition(
+        family=FAMILY,
+        requiresCompatibilities=["FARGATE"],
+        networkMode="awsvpc",
+        cpu="256",
+        memory="512",
+        containerDefinitions=[
+            {
+                "name": CONTAINER,
+                "image": "apache/airflow:3.3.2",
+                "essential": True,
+                "memory": 256,
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {"awslogs-group": LOG_GROUP, "awslogs-stream-prefix": LOG_PREFIX},
                 },
-                {"name": SIDECAR, "image": "fluent-bit", "essential": False, "memory": 64},
-            ],
-        )
-        yield MotoEcs(ecs, subnets, group)
+            },
+            {"name": SIDECAR, "image": "fluent-bit", "essential": False, "memory": 64},
+        ],
+    )
+    return MotoEcs(ecs, subnets, group)
 
 
 # Rebuild an adopted try's command from its DB row, in a process configured like the scheduler.

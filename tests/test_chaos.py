@@ -123,6 +123,8 @@ def test_chaos_every_task_succeeds_and_no_try_runs_twice(local_ecs, monkeypatch)
         submit(second, workload)
     drive(second, final, latest, done(1.0), timeout=240)
     second.end(heartbeat_interval=0.2)
+    first.sweeper.shutdown()  # the dead scheduler's last threads (a dead process has none)
+    first.failure_output.shutdown(wait_seconds=0)
 
     stats = local_ecs.runner.stats.as_dict()
     outcome = Counter(str(final.get(k, (None,))[0]) for k in latest.values())

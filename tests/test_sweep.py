@@ -111,7 +111,7 @@ def test_dead_schedulers_task_of_a_try_that_just_ended_is_left_to_exit(state):
     a container of a try that ended moments ago is not stopped, one still up past the grace is."""
     rows = {("d", "t", "r", -1): row(state=state, ended_ago=FINISHED_TRY_GRACE_SECONDS - 5)}
     action, reason = verdicts([listed("a")], FakeDb(rows))["a"]
-    assert action is Action.SKIP and f"is {state} since 295s" in reason
+    assert action is Action.SKIP and f"ended 295s ago ({state})" in reason
     rows = {("d", "t", "r", -1): row(state=state, ended_ago=FINISHED_TRY_GRACE_SECONDS + 5)}
     action, reason = verdicts([listed("a")], FakeDb(rows))["a"]
     assert action is Action.STOP and f"try 1 is {state}" in reason
