@@ -300,6 +300,11 @@ class FargateExecutor(BaseExecutor):
             tracked_queueings=self.tracker.queueing_ids(),
         )
         decisions = decide(snapshot, known, metadata_db)
+        self.log.debug(
+            "Orphan sweep: %d ECS task(s) of this deployment listed, %d untracked and still up",
+            snapshot.listed,
+            len(snapshot.tasks),
+        )
         self._swept = {}
         for decision in decisions:
             identity = decision.task.owner.try_identity if decision.task.owner else None

@@ -3,6 +3,7 @@ are adopted or stopped (the DB is a fake here; tests/test_e2e_chaos.py uses a re
 
 from __future__ import annotations
 
+import logging
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -42,6 +43,12 @@ class FakeDb:
         self.claims.append((identity, arn))
         self.rows[identity[:4]] = TryRow("queued", identity[4], arn, str(our_job))
         return True
+
+
+@pytest.fixture(autouse=True)
+def _sweep_debug_log(caplog: pytest.LogCaptureFixture) -> None:
+    """A failing test shows what each sweep listed and decided (the skips are debug lines)."""
+    caplog.set_level(logging.DEBUG, logger="airflow_fargate")
 
 
 @pytest.fixture
