@@ -7,7 +7,7 @@ session of their own, with the same columns on Airflow 2.10+ and 3.x.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,11 +39,24 @@ def _ti_match(dag_id: str, task_id: str, run_id: str, map_index: int) -> Any:
     )
 
 
+def _some_of(identities: Iterable[tuple[str, str, str, int]]) -> Iterator[Any]:
+    """WHERE clauses naming these task instances, 100 a clause: a row-value IN with expanding
+    parameters, which SQLAlchemy compiles once and caches. An OR of four-column ANDs cost about
+    0.1 ms per task instance to build and compile, on the scheduler thread, every heartbeat."""
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import tuple_
+
+    batch = sorted(set(identities))
+    key = tuple_(TaskInstance.dag_id, TaskInstance.task_id, TaskInstance.run_id, TaskInstance.map_index)
+    for start in range(0, len(batch), 100):
+        yield key.in_(batch[start : start + 100])
+
+
 def load_rows(identities: Iterable[TryIdentity]) -> dict[tuple[str, str, str, int], TryRow]:
     """The current row of every task instance named (whatever its try number now is)."""
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
-    from sqlalchemy import or_, select
+    from sqlalchemy import select
 
     wanted = {identity[:4] for identity in identities}
     rows: dict[tuple[str, str, str, int], TryRow] = {}
@@ -62,10 +75,8 @@ def load_rows(identities: Iterable[TryIdentity]) -> dict[tuple[str, str, str, in
         TaskInstance.queue,
         TaskInstance.end_date,
     )
-    batch = sorted(wanted)
     with create_session() as session:
-        for start in range(0, len(batch), 100):
-            condition = or_(*(_ti_match(*identity) for identity in batch[start : start + 100]))
+        for condition in _some_of(wanted):
             for row in session.execute(select(*columns).where(condition)):
                 state = row.state.value if hasattr(row.state, "value") else row.state
                 rows[(row.dag_id, row.task_id, row.run_id, row.map_index)] = TryRow(
@@ -139,14 +150,12 @@ def pokes_awaiting_their_next(keys: Iterable[Any]) -> set[Any]:
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.taskreschedule import TaskReschedule
     from airflow.utils.session import create_session
-    from sqlalchemy import exists, or_, select
+    from sqlalchemy import exists, select
 
     by_identity = {(k.dag_id, k.task_id, k.run_id, k.map_index): k for k in keys}
     found: set[Any] = set()
-    batch = sorted(by_identity)
     with create_session() as session:
-        for start in range(0, len(batch), 100):
-            condition = or_(*(_ti_match(*identity) for identity in batch[start : start + 100]))
+        for condition in _some_of(by_identity):
             query = select(
                 TaskInstance.dag_id,
                 TaskInstance.task_id,
