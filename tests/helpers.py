@@ -244,6 +244,9 @@ def adopted_command(stack: Any, dag_id: str, run_id: str, row: Any) -> list[str]
 
 
 ROOT = Path(__file__).resolve().parents[1]
+# Work directories of the e2e stacks the running test made: conftest deletes them after a passing
+# test and keeps them (their logs, whose path the stack printed) after a failing one.
+E2E_WORK_DIRS: list[Path] = []
 
 
 @contextmanager
@@ -258,6 +261,7 @@ def e2e_stack(
     from airflow_fargate.local.stack import AirflowStack
 
     work = Path(tempfile.mkdtemp(prefix="airflow-fargate-e2e-"))
+    E2E_WORK_DIRS.append(work)
     dags = work / "dags"
     dags.mkdir()
     for name in dag_files:
