@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
-from collections.abc import Iterator
 
 _HOME = tempfile.mkdtemp(prefix="airflow-fargate-tests-")
 os.environ["AIRFLOW_HOME"] = _HOME
@@ -26,7 +24,8 @@ for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECS"):
 
 import pytest  # noqa: E402
 
-from tests.helpers import E2E_WORK_DIRS, SECTION_PREFIXES  # noqa: E402
+from tests import helpers  # noqa: E402
+from tests.helpers import SECTION_PREFIXES  # noqa: E402
 
 pytest_plugins = ["tests.executor_harness"]  # the `ecs` and `executor` fixtures
 
@@ -51,22 +50,8 @@ def airflow_db() -> str:
     return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """Each phase's report on the item, for fixtures that act on the outcome (_e2e_work_dirs)."""
-    report = yield
-    setattr(item, f"report_{report.when}", report)
-    return report
-
-
-@pytest.fixture(autouse=True)
-def _e2e_work_dirs(request: pytest.FixtureRequest) -> Iterator[None]:
-    """An e2e stack's work directory (DB, logs: megabytes) goes when its test passed; a failed
-    test's stays where the stack said its logs are."""
-    E2E_WORK_DIRS.clear()
-    yield
-    reports = [getattr(request.node, f"report_{when}", None) for when in ("setup", "call")]
-    if all(report is not None and report.passed for report in reports):
-        for work in E2E_WORK_DIRS:
-            shutil.rmtree(work, ignore_errors=True)
-    E2E_WORK_DIRS.clear()
+@pytest.fixture(scope="session", autouse=True)
+def _e2e_work_root(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """e2e stacks make their work directories (DB, logs: megabytes each) under pytest's basetemp,
+    which pytest prunes to the last three sessions (tests.helpers.e2e_stack)."""
+    helpers.E2E_WORK_ROOT = tmp_path_factory

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -244,9 +243,9 @@ def adopted_command(stack: Any, dag_id: str, run_id: str, row: Any) -> list[str]
 
 
 ROOT = Path(__file__).resolve().parents[1]
-# Work directories of the e2e stacks the running test made: conftest deletes them after a passing
-# test and keeps them (their logs, whose path the stack printed) after a failing one.
-E2E_WORK_DIRS: list[Path] = []
+# Where e2e stacks make their work directories: pytest's basetemp (conftest sets it), which pytest
+# prunes to the last three sessions, so a failed test's logs stay a while and /tmp does not fill.
+E2E_WORK_ROOT: pytest.TempPathFactory | None = None
 
 
 @contextmanager
@@ -260,8 +259,8 @@ def e2e_stack(
     """A running AirflowStack with these DAG files (paths from the repo root), each run triggered."""
     from airflow_fargate.local.stack import AirflowStack
 
-    work = Path(tempfile.mkdtemp(prefix="airflow-fargate-e2e-"))
-    E2E_WORK_DIRS.append(work)
+    assert E2E_WORK_ROOT is not None, "tests/conftest.py sets E2E_WORK_ROOT"
+    work = E2E_WORK_ROOT.mktemp("airflow-fargate-e2e-")
     dags = work / "dags"
     dags.mkdir()
     for name in dag_files:
