@@ -19,12 +19,13 @@ from botocore.config import Config
 from airflow_fargate import task_answers
 from airflow_fargate.aws_session import AwsTarget
 from airflow_fargate.ecs_types import EcsTaskState, LaunchFailure, LaunchResult, MalformedEntry
-from airflow_fargate.launcher import LAUNCH_WORKERS, is_throttling
+from airflow_fargate.launcher import LAUNCH_WORKERS, is_throttling_answer
 from airflow_fargate.rate_limit import AdaptiveRateLimiter, describe_burst
 
 log = logging.getLogger(__name__)
 
 DESCRIBE_BATCH = 100  # ECS DescribeTasks accepts at most 100 task ARNs per call
+DESCRIBE_TASKS = "DescribeTasks"
 DESCRIBE_WORKERS = 10
 DEFINITION_RETRY_SECONDS = 300.0  # an unreadable task definition is asked for again after this
 BOTO_CONFIG = Config(
@@ -104,8 +105,25 @@ class EcsClient:
         with self._client_lock:  # launch/describe workers must not each build a client
             if self._client is None:
                 self._client = self._make_client(BOTO_CONFIG)
-                task_answers.install(self._client, "DescribeTasks")
+                task_answers.install(self._client, DESCRIBE_TASKS)
+                self._budget_every_attempt(self._client)
             return self._client
+
+    def _budget_every_attempt(self, client: Any) -> None:
+        """Every DescribeTasks attempt, botocore's own retries included, takes a token from the
+        budget, and every throttled attempt slows the budget down: a retry is one more call on
+        ECS's shared bucket, and a throttle that a retry hid is still a throttle."""
+        limiter = self.describe_limiter
+
+        def before_send(**_: Any) -> None:
+            limiter.acquire()
+
+        def after_attempt(response: Any = None, **_: Any) -> None:
+            if isinstance(response, tuple) and len(response) == 2 and is_throttling_answer(response[1]):
+                limiter.on_throttle()
+
+        client.meta.events.register(f"before-send.ecs.{DESCRIBE_TASKS}", before_send)
+        client.meta.events.register(f"needs-retry.ecs.{DESCRIBE_TASKS}", after_attempt)
 
     @property
     def launch_client(self) -> Any:
@@ -183,14 +201,9 @@ class EcsClient:
 
     def _describe_call(self, batch: list[str], **extra: Any) -> Any:
         """Every DescribeTasks of this process goes through the budget (polls, adoption, the
-        orphan sweep, failure output), so together they stay inside it."""
-        self.describe_limiter.acquire()
-        try:
-            response = self.client.describe_tasks(cluster=self.cluster, tasks=batch, **extra)
-        except Exception as err:
-            if is_throttling(err):
-                self.describe_limiter.on_throttle()
-            raise
+        orphan sweep, failure output), so together they stay inside it: each attempt waits for
+        a token and reports a throttle (``_budget_every_attempt``)."""
+        response = self.client.describe_tasks(cluster=self.cluster, tasks=batch, **extra)
         self.describe_limiter.on_success()
         return response
 

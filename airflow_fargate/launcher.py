@@ -116,9 +116,14 @@ def is_credentials_error(err: BaseException) -> bool:
 
 def is_throttling(err: BaseException) -> bool:
     """ThrottlingException and friends: ECS asks us to slow down; nothing was started."""
-    if not isinstance(err, ClientError):
+    return isinstance(err, ClientError) and is_throttling_answer(err.response)
+
+
+def is_throttling_answer(parsed: Any) -> bool:
+    """The same, read from botocore's parsed answer to one attempt (its ``Error``, if any)."""
+    error = parsed.get("Error") if isinstance(parsed, dict) else None
+    if not isinstance(error, dict):
         return False
-    error = err.response.get("Error", {})
     code, message = str(error.get("Code", "")), str(error.get("Message", "")).lower()
     return code in THROTTLING_CODES or "throttl" in message or "rate exceeded" in message
 

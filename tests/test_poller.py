@@ -216,49 +216,85 @@ class RecordingLimiter:
         self.events.append("throttle")
 
 
-class StubEcs:
-    def __init__(self, throttle: bool = False) -> None:
-        self.throttle = throttle
-        self.calls: list[dict] = []
+class EcsTransport:
+    """Answers a real botocore ECS client's DescribeTasks attempts itself (botocore's before-send),
+    throttling the first ``throttled`` of them, so botocore's retries happen as against ECS."""
 
-    def describe_tasks(self, **kwargs):
-        from botocore.exceptions import ClientError
+    def __init__(self, throttled: int = 0) -> None:
+        self.throttled = throttled
+        self.attempts: list[dict] = []
 
-        self.calls.append(kwargs)
-        if self.throttle:
-            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "DescribeTasks")
-        return {"tasks": [], "failures": [{"arn": arn, "reason": "MISSING"} for arn in kwargs["tasks"]]}
+    def __call__(self, request, **_):
+        import json
+
+        from botocore.awsrequest import AWSResponse
+
+        self.attempts.append(json.loads(request.body))
+        if len(self.attempts) <= self.throttled:
+            status, body = 400, {"__type": "ThrottlingException", "message": "Rate exceeded"}
+        else:
+            missing = [{"arn": arn, "reason": "MISSING"} for arn in self.attempts[-1]["tasks"]]
+            status, body = 200, {"tasks": [], "failures": missing}
+        return AWSResponse(request.url, status, {"x-amzn-RequestId": "r"}, _Raw(json.dumps(body).encode()))
 
 
-def ecs_client(limiter, stub):
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_):
+        yield self.body
+
+
+class _Target:
+    def client(self, service, config):
+        import boto3
+
+        session = boto3.session.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
+        return session.client(service, config=config, endpoint_url="http://127.0.0.1:9")
+
+
+def ecs_client(limiter, transport):
     from airflow_fargate.ecs import EcsClient
 
-    client = EcsClient(lambda: None, "cluster", describe_rate=10)
+    client = EcsClient(_Target, "cluster", describe_rate=10)
     client.describe_limiter = limiter
-    client._client = stub
+    client.client.meta.events.register("before-send.ecs.DescribeTasks", transport)
     return client
 
 
 def test_every_describe_tasks_call_takes_a_token_from_the_budget():
     """Polls, adoption (describe_tasks of any length) and the sweep (with tags) share one budget."""
-    limiter, stub = RecordingLimiter(), StubEcs()
-    client = ecs_client(limiter, stub)
+    limiter, transport = RecordingLimiter(), EcsTransport()
+    client = ecs_client(limiter, transport)
     client.describe_tasks([f"arn-{i}" for i in range(250)])
     client.describe_batch(["a"])
     client.describe_with_tags(["b"], pace=lambda: None)
     client.close()
-    assert len(stub.calls) == 5
+    assert len(transport.attempts) == 5
     assert limiter.events.count("acquire") == 5 and limiter.events.count("success") == 5
 
 
-def test_a_throttled_describe_slows_the_budget_down():
+def test_a_throttle_that_botocore_retried_away_still_slows_the_budget_and_the_retry_takes_a_token():
+    """botocore retries a throttled DescribeTasks by itself; the budget must see that attempt
+    (another tool may be using up the account's bucket) and pace the retry like any call."""
+    limiter, transport = RecordingLimiter(), EcsTransport(throttled=1)
+    result = ecs_client(limiter, transport).describe_batch(["a"])
+    assert result.missing == {"a": "MISSING"}
+    assert len(transport.attempts) == 2
+    assert limiter.events == ["acquire", "throttle", "acquire", "success"]
+
+
+def test_a_describe_throttled_on_every_attempt_slows_the_budget_once_per_attempt_and_raises():
     from botocore.exceptions import ClientError
 
-    limiter = RecordingLimiter()
-    client = ecs_client(limiter, StubEcs(throttle=True))
-    with pytest.raises(ClientError):
+    limiter, transport = RecordingLimiter(), EcsTransport(throttled=99)
+    client = ecs_client(limiter, transport)
+    with pytest.raises(ClientError, match="ThrottlingException"):
         client.describe_batch(["a"])
-    assert limiter.events == ["acquire", "throttle"]
+    attempts = client.client.meta.config.retries["total_max_attempts"]
+    assert len(transport.attempts) == attempts == 4  # BOTO_CONFIG: 3 retries
+    assert limiter.events == ["acquire", "throttle"] * attempts
 
 
 def test_the_budget_paces_describe_calls_at_its_rate():
@@ -274,12 +310,12 @@ def test_the_budget_paces_describe_calls_at_its_rate():
 
 def test_the_sweeps_own_pace_runs_before_its_tagged_describe():
     """The sweep gives up at shutdown through its pace: a pace that raises means no call at all."""
-    stub = StubEcs()
-    client = ecs_client(RecordingLimiter(), stub)
+    transport = EcsTransport()
+    client = ecs_client(RecordingLimiter(), transport)
 
     def abandoned():
         raise RuntimeError("shutting down")
 
     with pytest.raises(RuntimeError, match="shutting down"):
         client.describe_with_tags(["a"], pace=abandoned)
-    assert stub.calls == []
+    assert transport.attempts == []
