@@ -29,7 +29,7 @@ DESCRIBE_TASKS = "DescribeTasks"
 DESCRIBE_WORKERS = 10
 DEFINITION_RETRY_SECONDS = 300.0  # an unreadable task definition is asked for again after this
 BOTO_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3},
+    retries={"mode": "standard", "total_max_attempts": 4},  # botocore's max_attempts counts retries only
     connect_timeout=5,
     read_timeout=20,
     user_agent_extra="airflow-fargate",
@@ -40,7 +40,9 @@ BOTO_CONFIG = Config(
 # that name the setting at fault), so botocore does not validate them a second time per launch.
 LAUNCH_CONFIG = BOTO_CONFIG.merge(
     Config(
-        retries={"mode": "standard", "max_attempts": 1}, parameter_validation=False, max_pool_connections=LAUNCH_WORKERS
+        retries={"mode": "standard", "total_max_attempts": 1},
+        parameter_validation=False,
+        max_pool_connections=LAUNCH_WORKERS,
     )
 )
 

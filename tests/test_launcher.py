@@ -211,6 +211,27 @@ def test_throttled_request_keeps_its_place_and_costs_no_attempt():
     assert launcher.limiter.rate < 10.5  # slowed down (and recovering)
 
 
+def test_run_task_is_one_attempt_so_the_launcher_sees_every_throttle():
+    """botocore's retries would resend a throttled RunTask unpaced and hide the throttle from
+    the launcher's bucket: the launching client makes exactly one attempt per call."""
+    from airflow_fargate.ecs import EcsClient
+    from tests.fake_transport import EcsTransport, FakeTarget
+
+    def started(request):
+        return {"tasks": [{"taskArn": "arn:aws:ecs:us-east-1:1:task/c/t", "lastStatus": "PROVISIONING"}]}
+
+    client = EcsClient(FakeTarget, "c", describe_rate=10)
+    transport = EcsTransport(throttled=1, answer=started)
+    client.launch_client.meta.events.register("before-send.ecs.RunTask", transport)
+    with pytest.raises(ClientError) as raised:
+        client.run_task({"cluster": "c", "taskDefinition": "td"}, "token-1")
+    assert is_throttling(raised.value) and len(transport.attempts) == 1
+    result = client.run_task({"cluster": "c", "taskDefinition": "td"}, "token-1")  # the launcher's retry
+    assert result.task is not None and result.task.last_status == "PROVISIONING"
+    assert [a["clientToken"] for a in transport.attempts] == ["token-1", "token-1"]
+    client.close()
+
+
 def test_submit_returns_at_once_and_calls_run_concurrently():
     barrier = threading.Barrier(4, timeout=5)
 

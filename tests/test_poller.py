@@ -8,9 +8,10 @@ import time
 
 import pytest
 
-from airflow_fargate.ecs import DescribeResult
+from airflow_fargate.ecs import DescribeResult, EcsClient
 from airflow_fargate.ecs_types import EcsTaskState
 from airflow_fargate.poller import MIN_ROUND_SECONDS, ROUND_MARGIN_SECONDS, HeartbeatClock, Poller, PollSchedule
+from tests.fake_transport import EcsTransport, FakeTarget
 
 
 def state(arn: str, status: str) -> EcsTaskState:
@@ -216,48 +217,8 @@ class RecordingLimiter:
         self.events.append("throttle")
 
 
-class EcsTransport:
-    """Answers a real botocore ECS client's DescribeTasks attempts itself (botocore's before-send),
-    throttling the first ``throttled`` of them, so botocore's retries happen as against ECS."""
-
-    def __init__(self, throttled: int = 0) -> None:
-        self.throttled = throttled
-        self.attempts: list[dict] = []
-
-    def __call__(self, request, **_):
-        import json
-
-        from botocore.awsrequest import AWSResponse
-
-        self.attempts.append(json.loads(request.body))
-        if len(self.attempts) <= self.throttled:
-            status, body = 400, {"__type": "ThrottlingException", "message": "Rate exceeded"}
-        else:
-            missing = [{"arn": arn, "reason": "MISSING"} for arn in self.attempts[-1]["tasks"]]
-            status, body = 200, {"tasks": [], "failures": missing}
-        return AWSResponse(request.url, status, {"x-amzn-RequestId": "r"}, _Raw(json.dumps(body).encode()))
-
-
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def stream(self, **_):
-        yield self.body
-
-
-class _Target:
-    def client(self, service, config):
-        import boto3
-
-        session = boto3.session.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
-        return session.client(service, config=config, endpoint_url="http://127.0.0.1:9")
-
-
 def ecs_client(limiter, transport):
-    from airflow_fargate.ecs import EcsClient
-
-    client = EcsClient(_Target, "cluster", describe_rate=10)
+    client = EcsClient(FakeTarget, "cluster", describe_rate=10)
     client.describe_limiter = limiter
     client.client.meta.events.register("before-send.ecs.DescribeTasks", transport)
     return client
