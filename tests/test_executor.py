@@ -653,6 +653,34 @@ def test_heartbeat_never_waits_for_run_task(executor, ecs, monkeypatch):
     assert len(ecs.all_task_arns()) == 5  # launched once each, although heartbeats kept coming
 
 
+def test_a_heartbeat_hands_the_launcher_only_its_room_and_later_ones_the_rest(monkeypatch, ecs):
+    """10,000 tasks queued in one heartbeat must not cost that heartbeat 10,000 launch requests:
+    only what the bucket can launch soon is handed over, oldest first, and each task is launched
+    once when its turn comes."""
+    import airflow_fargate.launcher
+
+    monkeypatch.setattr(airflow_fargate.launcher, "LOOKAHEAD_SECONDS", 0.0)  # room = the burst
+    minimal_config(monkeypatch, subnets=",".join(ecs.subnets), security_groups=ecs.security_group, run_task_burst="3")
+    executor = FargateExecutor()
+    executor._clock = FakeClock()
+    executor.start()
+    release = blocking_run_task(executor, monkeypatch)
+    keys = queue(executor, *[make_workload(f"t{i}") for i in range(8)])
+    executor.heartbeat()
+    executor.heartbeat()
+    assert executor.launcher.in_flight == 3
+    assert [k for k in keys if executor.tracker.get(k).launching] == keys[:3]
+    assert set(keys) <= executor.running  # every task is the executor's, launched or not
+    release.set()
+    reported: dict = {}
+    for _ in range(4):
+        beat(executor)
+        reported.update(events(executor))  # RUNNING with the ARN, then (moto) SUCCESS
+    assert set(reported) == set(keys)
+    assert len(ecs.all_task_arns()) == 8  # once each
+    executor.end()
+
+
 def test_end_finishes_in_flight_launches_and_stops_what_cannot_be_adopted(executor, ecs, monkeypatch):
     release = blocking_run_task(executor, monkeypatch)
     (key,) = queue(executor, make_workload())

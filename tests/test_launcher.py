@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 
 from airflow_fargate.ecs_types import EcsTaskState, LaunchFailure, LaunchResult
 from airflow_fargate.launcher import (
+    LOOKAHEAD_SECONDS,
     Launcher,
     LaunchError,
     LaunchRequest,
@@ -245,6 +246,25 @@ def test_submit_returns_at_once_and_calls_run_concurrently():
     done = settle(launcher, 4)
     launcher.shutdown()
     assert sorted(o.task.arn for _, o in done) == ["arn-0", "arn-1", "arn-2", "arn-3"]
+
+
+def test_room_is_the_burst_plus_the_lookahead_at_the_rate_less_what_is_queued():
+    release = threading.Event()
+
+    def run_task(kwargs, token):
+        assert release.wait(30)
+        return task("arn-" + token)
+
+    launcher = Launcher(run_task, rate=2, burst=3, max_workers=2)
+    assert launcher.room() == 3 + 2 * LOOKAHEAD_SECONDS
+    launcher.submit([LaunchRequest(key=i, build=dict, client_token=str(i)) for i in range(5)])
+    assert launcher.room() == 3 + 2 * LOOKAHEAD_SECONDS - 5  # two on the wire, three waiting
+    launcher.submit([LaunchRequest(key=i, build=dict, client_token=str(i)) for i in range(5, 40)])
+    assert launcher.room() == 0
+    launcher.cancel_pending()
+    release.set()
+    launcher.shutdown()
+    assert launcher.room() == 3 + 2 * LOOKAHEAD_SECONDS
 
 
 def test_outcomes_are_classified_and_workers_never_die():
