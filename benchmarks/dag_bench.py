@@ -29,8 +29,10 @@ from typing import Any
 import psutil
 from executor_bench import (
     EXECUTORS,
+    add_keep_argument,
     add_quota_arguments,
     compile_bytecode,
+    discard,
     machine_name,
     print_targets,
     quota_faults,
@@ -95,15 +97,20 @@ def run_one(kind: str, setting: str, args: argparse.Namespace) -> dict[str, Any]
         simulate_duration=args.task_seconds,
         extra_env=extra_env,
     )
-    with stack:
-        stack.wait_for_dag(DAG_ID, timeout=300)
-        cpu_before = scheduler_cpu(stack)
-        stack.trigger(DAG_ID, "bench")
-        state = stack.wait_for_run(DAG_ID, "bench", timeout=args.timeout)
-        cpu = scheduler_cpu(stack) - cpu_before
-        started, ended = stack.run_dates(DAG_ID, "bench")
-        rows = stack.task_rows(DAG_ID, "bench")
-        stats = stack.stats()
+    try:
+        with stack:
+            stack.wait_for_dag(DAG_ID, timeout=300)
+            cpu_before = scheduler_cpu(stack)
+            stack.trigger(DAG_ID, "bench")
+            state = stack.wait_for_run(DAG_ID, "bench", timeout=args.timeout)
+            cpu = scheduler_cpu(stack) - cpu_before
+            started, ended = stack.run_dates(DAG_ID, "bench")
+            rows = stack.task_rows(DAG_ID, "bench")
+            stats = stack.stats()
+    except BaseException:
+        print(f"kept {root} (the failed run's deployment and logs)", file=sys.stderr)
+        raise
+    discard(root, args)
     tries = {f"{row.task_id}|{row.map_index}|{row.try_number}" for row in rows}
     return {
         "executor": kind,
@@ -180,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--executors", default="ours,provider")
     parser.add_argument("--task-seconds", type=float, default=1.0, help="how long each simulated task runs")
     add_quota_arguments(parser)
+    add_keep_argument(parser)
     parser.add_argument("--timeout", type=float, default=1200, help="give up on one DAG run after this long")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "dag_bench.json")
     args = parser.parse_args(argv)

@@ -173,13 +173,13 @@ def run_one(kind: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
 
     faults = quota_faults(args)
     ecs = LocalEcs(runtime="simulate", simulate_duration=args.task_seconds, faults=faults).start()
-    home = tempfile.mkdtemp(prefix="bench-airflow-")
-    shutil.copy(args.metadata_db, Path(home) / "airflow.db")  # a scheduler's DB: migrated
+    home = Path(tempfile.mkdtemp(prefix="bench-airflow-"))
+    shutil.copy(args.metadata_db, home / "airflow.db")  # a scheduler's DB: migrated
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
     env.update(ecs.scheduler_env())
     env.update(
         {
-            "AIRFLOW_HOME": home,
+            "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__EXECUTOR": EXECUTORS[kind],
             "AIRFLOW__CORE__PARALLELISM": str(n),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -213,9 +213,13 @@ def run_one(kind: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         assert ecs.runner is not None
         stats = ecs.runner.stats.as_dict()
+    except BaseException:
+        print(f"kept {home} (the failed run's home)", file=sys.stderr)
+        raise
     finally:
         done.set()
         ecs.stop()
+    discard(home, args)
     started_epoch = result.pop("started_epoch")
     result["launch_seconds"] = launched_at[0] - started_epoch if launched_at else None
     finished = result.pop("finished")
@@ -234,6 +238,18 @@ def run_one(kind: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
         }
     )
     return result
+
+
+def add_keep_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keep-dirs", action="store_true", help="keep each run's temp dir (a failed run's is kept)")
+
+
+def discard(path: Path, args: argparse.Namespace) -> None:
+    """A finished run's temp dir goes, unless --keep-dirs."""
+    if args.keep_dirs:
+        print(f"kept {path}", file=sys.stderr)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def floor_seconds(n: int, args: argparse.Namespace) -> float:
@@ -365,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--executors", default="ours,provider")
     parser.add_argument("--task-seconds", type=float, default=10.0, help="how long each simulated task runs")
     add_quota_arguments(parser)
+    add_keep_argument(parser)
     parser.add_argument("--timeout", type=float, default=1800, help="give up on one run after this long")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "executor_bench.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -384,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
             for kind in kinds if pair % 2 == 0 else reversed(kinds):
                 print(f"N={n} pair {pair + 1}/{args.pairs}: {kind} ...", file=sys.stderr, flush=True)
                 results.append(run_one(kind, n, args))
+    discard(args.metadata_db.parent, args)
 
     machine = machine_name()
     summary = summarize(results, args)
