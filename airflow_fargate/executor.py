@@ -40,13 +40,14 @@ from airflow_fargate.launcher import BuildOnce, Launcher, LaunchRequest, backoff
 from airflow_fargate.log_view import build_task_output
 from airflow_fargate.logs import CloudWatchLogReader, FailureOutput, TaskOutput
 from airflow_fargate.ownership import ownership_tags, started_by
-from airflow_fargate.poller import Poller
+from airflow_fargate.poller import Ended, Poller
 from airflow_fargate.run_task import RunTaskKwargsBuilder, names_launch_capacity
 from airflow_fargate.settings import ExecutorSettings, load_settings, option_label
 from airflow_fargate.startup_error import raised_at_start
 from airflow_fargate.sweep import Action, Listed, OrphanSweeper, Ownership, Snapshot, decide
 from airflow_fargate.task_events import TaskEventKeeper
 from airflow_fargate.tracker import Outcome, TrackedTask, Tracker, Verdict
+from airflow_fargate.try_reports import TryReports
 
 TERMINATE_WAIT_SECONDS = 60.0
 FAILURE_OUTPUT_WAIT_SECONDS = 5.0
@@ -137,11 +138,17 @@ class FargateExecutor(BaseExecutor):
         self.output = TaskOutput(self.ecs, self.log_reader, settings.container_name)
         self.failure_output = FailureOutput(self.output)
         self.launcher = Launcher(self._run_task, rate=settings.run_task_rate, burst=settings.run_task_burst)
-        self.poller = Poller(self._describe, max_interval=settings.max_poll_interval)
+        self.poller = Poller(
+            self._describe,
+            read_reports=TryReports() if settings.read_task_states else None,
+            max_interval=settings.max_poll_interval,
+            running_interval=settings.running_check_interval,
+        )
         self.sweeper = OrphanSweeper(
             functools.partial(self.ecs.list_running_arns, started_by(settings.deployment_id, settings.team)),
             self.ecs.describe_with_tags,
             self.ecs.stop_task,
+            clock=self._clock,
         )
         self._sweep_interval = airflow_conf.getfloat("scheduler", "orphaned_tasks_check_interval", fallback=300.0)
         self._next_sweep_at = self._clock()  # the first sync() sweeps: at start, tasks of a crashed scheduler
@@ -272,7 +279,7 @@ class FargateExecutor(BaseExecutor):
         self._release_failures()
         self._task_events.release_saved()
         stats.gauge("fargate.tasks.pending", sum(1 for _ in self.tracker.waiting_for_launch()))
-        stats.gauge("fargate.tasks.running", len(self.tracker.active_arns()))
+        stats.gauge("fargate.tasks.running", self.tracker.watched_count)
 
     # -- the orphan sweep (sweep.py decides; here its verdicts become tracker state and stops) --
 
@@ -307,6 +314,9 @@ class FargateExecutor(BaseExecutor):
             len(snapshot.tasks),
         )
         self._swept = {}
+        for arn in self.tracker.settle_listed(snapshot.listed_arns, snapshot.started_at, self._clock()):
+            self.log.warning("Stopping ECS task %s: its try ended over 5 minutes ago and it is still up.", arn)
+            self.sweeper.stop_task(arn, "FargateExecutor: its Airflow try ended long ago; this container never exited")
         for decision in decisions:
             identity = decision.task.owner.try_identity if decision.task.owner else None
             if decision.action is Action.STOP:
@@ -450,15 +460,19 @@ class FargateExecutor(BaseExecutor):
             self.log.exception("Could not stop ECS task %s", arn)
 
     def _poll(self) -> None:
-        """Apply every describe answer that arrived since the last heartbeat, then tell the
-        poller what to watch (it describes on its own thread, timed to the heartbeat)."""
+        """Apply every answer that arrived since the last heartbeat (tries that ended, describe
+        results), then tell the poller what to watch (it works on its own thread, timed to the
+        heartbeat)."""
         failure: Exception | None = None
         for answer in self.poller.take():
             if isinstance(answer, Exception):
                 failure = answer
+            elif isinstance(answer, Ended):
+                self._apply_ended(answer)
             else:
                 self._apply_describe(answer)
-        self.poller.track(self.tracker.active_arns())
+        self._report_successes()
+        self.poller.track(self.tracker.watched())
         if failure is not None:
             raise failure
 
@@ -531,10 +545,7 @@ class FargateExecutor(BaseExecutor):
             self._stop_quietly(task.arn, verdict.reason)
         if verdict.outcome is Outcome.SUCCESS:
             self.tracker.remove(task.key)
-            if task.kind == work.TASK and AIRFLOW_V3:
-                self._successes.append((task.key, task.arn))  # reported after the batch (_report_successes)
-            else:
-                self.success(task.key, task.arn)
+            self._succeeded(task)
         elif verdict.outcome is Outcome.FAILED and task.arn and task_definition_arn:
             # The container ran: report the failure with its last output lines (fetched off-heartbeat).
             self.tracker.remove(task.key)
@@ -550,6 +561,26 @@ class FargateExecutor(BaseExecutor):
             stats.incr("fargate.relaunch")
             stats.incr(f"fargate.relaunch.{verdict.cause or 'other'}")
             self.tracker.prepare_relaunch(task.key, now + backoff_seconds(task.launches))
+
+    def _succeeded(self, task: TrackedTask) -> None:
+        if task.kind == work.TASK and AIRFLOW_V3:
+            self._successes.append((task.key, task.arn))  # reported after the batch (_report_successes)
+        else:
+            self.success(task.key, task.arn)
+
+    def _apply_ended(self, ended: Ended) -> None:
+        """Tries whose own row says they ended (success, skipped, deferred, up_for_reschedule):
+        reported now, not when ECS stops their container (on Fargate, tens of seconds later).
+        The container finishes on its own (callbacks, the remote log upload); the orphan sweep
+        stops one still up RETIRED_GRACE_SECONDS later."""
+        now = self._clock()
+        for arn in ended.arns:
+            task = self.tracker.by_arn(arn)
+            if task is None:  # reported, relaunched or superseded since the round read the row
+                continue
+            self.tracker.retire(task.key, now)
+            self.log.debug("%s ended (its task instance row says so); ECS task %s exits on its own.", task.key, arn)
+            self._succeeded(task)
 
     def _requeue_try(self, key: Any) -> str | None:
         """Make the try startable again before relaunching it (None = go ahead, else why not)."""

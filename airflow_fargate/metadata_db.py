@@ -1,8 +1,10 @@
-"""What the metadata DB says about task tries and scheduler jobs, for the orphan sweep.
+"""What the metadata DB says about task tries and scheduler jobs.
 
-The sweep (sweep.py) finds ECS tasks nobody tracks; only the metadata DB can say whether their
-try still wants them. Reads and the one conditional write happen on the scheduler thread, in a
-session of their own, with the same columns on Airflow 2.10+ and 3.x.
+Two readers: the orphan sweep (sweep.py), which finds ECS tasks nobody tracks and asks whether
+their try still wants them, and the poller (try_reports.py), which learns from each tracked try's
+own row that it ended. Reads happen in a session of their own (the sweep's and the one
+conditional write on the scheduler thread, the tries' states on the poller's), with the same
+columns on Airflow 2.10+ and 3.x.
 """
 
 from __future__ import annotations
@@ -89,6 +91,34 @@ def load_rows(identities: Iterable[TryIdentity]) -> dict[tuple[str, str, str, in
                     end_date=row.end_date.timestamp() if row.end_date is not None else None,
                 )
     return rows
+
+
+def try_states(identities: Collection[TryIdentity]) -> dict[TryIdentity, str | None]:
+    """The state each named try's row reports now. A try whose row is gone or has moved on to
+    another try number is left out: only its own row speaks for a try."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    tries = {identity[:4]: identity[4] for identity in identities}
+    found: dict[TryIdentity, str | None] = {}
+    columns = (
+        TaskInstance.dag_id,
+        TaskInstance.task_id,
+        TaskInstance.run_id,
+        TaskInstance.map_index,
+        TaskInstance.try_number,
+        TaskInstance.state,
+    )
+    with create_session() as session:
+        for condition in _some_of(tries.keys()):
+            for dag_id, task_id, run_id, map_index, try_number, state in session.execute(
+                select(*columns).where(condition)
+            ):
+                if tries.get((dag_id, task_id, run_id, map_index)) == try_number:
+                    value = getattr(state, "value", state)  # an enum on Airflow 3, a string on 2
+                    found[(dag_id, task_id, run_id, map_index, try_number)] = None if value is None else str(value)
+    return found
 
 
 def running_jobs(job_ids: Iterable[str]) -> set[str]:

@@ -1,16 +1,22 @@
-"""DescribeTasks off the scheduler thread: paced to a budget, timed to the heartbeat.
+"""Watching tracked ECS tasks off the scheduler thread: timed to the heartbeat, paced to a budget.
 
-A poll round describes the ARNs that are due (``PollSchedule``), one call per 100, each call
-paced by the DescribeTasks budget (``rate_limit``) and handed over as soon as it answers, so
-the next heartbeat applies it. Rounds are timed to end just before the heartbeat
-(``HeartbeatClock``): a task ECS stopped is reported within about one heartbeat, at one round
-per heartbeat, not two.
+A poll round first reads what the tries themselves report in the metadata DB (``try_reports``):
+a try that ended is handed over at once, without asking ECS. Then it describes the ARNs that
+are due (``PollSchedule``), one call per 100, each call paced by the DescribeTasks budget
+(``rate_limit``) and handed over as soon as it answers, so the next heartbeat applies it.
+Rounds are timed to end just before the heartbeat (``HeartbeatClock``): a try that ended is
+reported within about one heartbeat, at one round per heartbeat, not two.
 
-How often a task is asked about adapts: a task whose status changed recently is due every round;
-one that has been quiet for a while is due every ``QUIET_FRACTION`` of its quiet time (at most
-``max_interval``). Calls are always filled up to 100 ARNs with the stalest others (free), so
-below 100 tracked tasks every task is described every round; at 10,000 running tasks the
-budget, not the heartbeat, sets the pace.
+How often ECS is asked about a task depends on what its try reports:
+- running (the try reports to Airflow itself): every ``running_interval``, for a container that
+  died without reporting;
+- failed: every round until its container has stopped (exit code, output, Spot interruption);
+- ended: never (it is reported from its row);
+- not started, or nothing to read (callbacks, connection tests, the DB not answering): a task
+  whose status changed recently is due every round; one quiet for a while every
+  ``QUIET_FRACTION`` of its quiet time (at most ``max_interval``).
+Calls are always filled up to 100 ARNs with the stalest others (free); at 10,000 tasks not
+started the budget, not the heartbeat, sets the pace.
 """
 
 from __future__ import annotations
@@ -21,14 +27,26 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any
 
 from airflow_fargate.ecs import DESCRIBE_BATCH, DescribeResult
+from airflow_fargate.try_reports import Report
 
-Answer = DescribeResult | Exception
+
+@dataclass(frozen=True)
+class Ended:
+    """ARNs whose try's row says it ended (success, skipped, deferred, up_for_reschedule)."""
+
+    arns: frozenset[str]
+
+
+Answer = DescribeResult | Ended | Exception
+ReadReports = Callable[[Mapping[str, Any]], Mapping[str, Report]]
 QUIET_FRACTION = 0.05  # a task quiet for 100 s is asked about every 5 s
+RUNNING_INTERVAL = 60.0  # a try that reports running: ECS is asked only for a container that died silently
 MIN_ROUND_SECONDS = 1.0  # never more than one round per second, however fast the scheduler loops
 ROUND_MARGIN_SECONDS = 0.1  # finish a round this long before the expected heartbeat
 DESCRIBE_WORKERS = 4  # calls of one round in flight at once (the budget paces them)
@@ -36,33 +54,58 @@ DESCRIBE_WORKERS = 4  # calls of one round in flight at once (the budget paces t
 
 @dataclass
 class _Watch:
+    key: Any  # the work key (its try's row is read once a round)
     status: str | None
     changed_at: float
-    polled_at: float = -math.inf
+    polled_at: float
+    report: Report | None = None
 
 
 class PollSchedule:
     """Which tracked ARNs a round describes. Pure: the caller passes the time."""
 
-    def __init__(self, max_interval: float, min_interval: float = MIN_ROUND_SECONDS) -> None:
+    def __init__(
+        self,
+        max_interval: float,
+        min_interval: float = MIN_ROUND_SECONDS,
+        running_interval: float = RUNNING_INTERVAL,
+    ) -> None:
         self.max_interval = max(max_interval, min_interval)
         self.min_interval = min_interval
+        self.running_interval = max(running_interval, min_interval)
         self._watches: dict[str, _Watch] = {}
 
     def __len__(self) -> int:
         return len(self._watches)
 
-    def track(self, arns: Collection[str], now: float) -> None:
-        """The ARNs to watch from now on (new ones are due at once; others are dropped)."""
-        wanted = arns if isinstance(arns, (set, frozenset)) else set(arns)
-        for arn in [arn for arn in self._watches if arn not in wanted]:
-            del self._watches[arn]
-        for arn in wanted:
-            if arn not in self._watches:
-                self._watches[arn] = _Watch(None, now)
+    def track(self, keys_by_arn: Mapping[str, Any], now: float) -> None:
+        """The ARNs to watch from now on, with their work keys; others are dropped. A new one is
+        first due a round later: by then its try has usually said whether it started."""
+        watches = self._watches
+        for arn in [arn for arn in watches if arn not in keys_by_arn]:
+            del watches[arn]
+        if len(watches) != len(keys_by_arn):
+            for arn, key in keys_by_arn.items():
+                if arn not in watches:
+                    watches[arn] = _Watch(key, None, now, polled_at=now)
+
+    def keys(self) -> dict[str, Any]:
+        """ARN -> work key of every watched task (whose rows a round reads)."""
+        return {arn: watch.key for arn, watch in self._watches.items()}
+
+    def note_reports(self, reports: Mapping[str, Report]) -> None:
+        """What the tries' rows said this round (a try that says nothing keeps no report)."""
+        for arn, watch in self._watches.items():
+            watch.report = reports.get(arn)
 
     def interval(self, arn: str, now: float) -> float:
         watch = self._watches[arn]
+        if watch.report is Report.RUNNING:
+            return self.running_interval
+        if watch.report is Report.FAILED:
+            return self.min_interval
+        if watch.report is Report.ENDED:
+            return math.inf
         quiet = now - watch.changed_at
         return min(self.max_interval, max(self.min_interval, quiet * QUIET_FRACTION))
 
@@ -80,7 +123,11 @@ class PollSchedule:
             room = -len(due) % DESCRIBE_BATCH
             if room:
                 chosen_set = set(due)
-                rest = sorted((w.polled_at, arn) for arn, w in watches.items() if arn not in chosen_set)
+                rest = sorted(
+                    (w.polled_at, arn)
+                    for arn, w in watches.items()
+                    if arn not in chosen_set and w.report is not Report.ENDED
+                )
                 due.extend(arn for _, arn in rest[:room])
             chosen = due
         for arn in chosen:
@@ -135,18 +182,21 @@ class HeartbeatClock:
 
 
 class Poller:
-    """The describe thread: runs rounds on its own clock and hands answers over per call."""
+    """The watching thread: runs rounds on its own clock and hands answers over as they come."""
 
     def __init__(
         self,
         describe: Callable[[Sequence[str]], DescribeResult],
         *,
+        read_reports: ReadReports | None = None,
         max_interval: float = 10.0,
+        running_interval: float = RUNNING_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._describe = describe
+        self._read_reports = read_reports
         self._clock = clock
-        self._schedule = PollSchedule(max_interval)
+        self._schedule = PollSchedule(max_interval, running_interval=running_interval)
         self._heartbeats = HeartbeatClock()
         self._cond = threading.Condition()
         self._answers: deque[Answer] = deque()
@@ -158,22 +208,24 @@ class Poller:
         self._thread = threading.Thread(target=self._run, daemon=True, name="fargate-describe-poller")
         self._thread.start()
 
-    def track(self, arns: Collection[str]) -> None:
-        """Each heartbeat: the ARNs to watch. Also how the poller learns the heartbeat's rhythm."""
+    def track(self, keys_by_arn: Mapping[str, Any]) -> None:
+        """Each heartbeat: the ARNs to watch, with their work keys. Also how the poller learns the
+        heartbeat's rhythm."""
         now = self._clock()
         with self._cond:
             self._heartbeats.beat(now)
-            self._schedule.track(arns, now)
+            self._schedule.track(keys_by_arn, now)
             self._cond.notify_all()
 
     def kick(self) -> None:
-        """Describe every tracked ARN now (tests, and callers that must know at once)."""
+        """A round now that describes every tracked ARN (tests, and callers that must know at once)."""
         with self._cond:
             self._kicked = True
             self._cond.notify_all()
 
     def take(self) -> list[Answer]:
-        """Every answer (a DescribeResult per call, or the exception it raised) since the last take."""
+        """Every answer since the last take: the tries that ended, a DescribeResult per call, or
+        the exception a call raised."""
         with self._cond:
             answers = list(self._answers)
             self._answers.clear()
@@ -192,8 +244,9 @@ class Poller:
         self._thread.join(timeout=30)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _next_batches(self) -> list[list[str]] | None:
-        """Wait until a round is due; its batches (None: shutting down)."""
+    def _next_round(self) -> tuple[bool, dict[str, Any]] | None:
+        """Wait until a round is due: whether it describes everything, and the tracked work keys
+        whose rows it reads (None: shutting down)."""
         with self._cond:
             while True:
                 if self._closing:
@@ -201,19 +254,23 @@ class Poller:
                 now = self._clock()
                 if self._kicked or (now >= self._next_start and len(self._schedule)):
                     everything, self._kicked = self._kicked, False
-                    batches = self._schedule.plan(now, everything=everything)
-                    if batches:
-                        self._busy = True
-                        return batches
-                    self._next_start = now + MIN_ROUND_SECONDS
-                    continue
+                    self._busy = True
+                    return everything, self._schedule.keys() if self._read_reports is not None else {}
                 timeout = self._next_start - now if len(self._schedule) else None
                 self._cond.wait(timeout)
 
     def _run(self) -> None:
         recent: deque[float] = deque(maxlen=5)  # the last rounds' durations: plan for the slowest
-        while (batches := self._next_batches()) is not None:
+        while (round_ := self._next_round()) is not None:
+            everything, keys = round_
             started = self._clock()
+            reports = self._read_reports(keys) if self._read_reports is not None and keys else {}
+            with self._cond:
+                self._schedule.note_reports(reports)
+                ended = frozenset(arn for arn, report in reports.items() if report is Report.ENDED)
+                if ended:
+                    self._answers.append(Ended(ended))
+                batches = self._schedule.plan(self._clock(), everything=everything)
             try:
                 wait([self._pool.submit(self._describe_one, batch) for batch in batches])
             except RuntimeError:  # the interpreter is exiting: no new threads

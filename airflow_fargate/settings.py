@@ -61,6 +61,8 @@ class ExecutorSettings:
     run_task_burst: int = 100
     describe_tasks_rate: float = 10.0
     max_poll_interval: float = 10.0
+    running_check_interval: float = 60.0
+    read_task_states: bool = True
     task_start_timeout: float = 300.0
     check_health_on_startup: bool = True
     deployment_id: str = ""  # never empty once loaded: configured or derived from the metadata DB
@@ -344,6 +346,8 @@ def load_settings(conf: ConfigSource | None = None) -> ExecutorSettings:
         run_task_burst=_positive_int("run_task_burst", clean["run_task_burst"]),
         describe_tasks_rate=_positive_float("describe_tasks_rate", clean["describe_tasks_rate"]),
         max_poll_interval=_positive_float("max_poll_interval", clean["max_poll_interval"]),
+        running_check_interval=_positive_float("running_check_interval", clean["running_check_interval"]),
+        read_task_states=_bool("read_task_states", clean["read_task_states"]),
         task_start_timeout=_positive_float("task_start_timeout", clean["task_start_timeout"]),
         check_health_on_startup=_bool("check_health_on_startup", clean["check_health_on_startup"]),
         deployment_id=_deployment_id(clean.get("deployment_id"), conf),

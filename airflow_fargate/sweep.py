@@ -15,6 +15,10 @@ the ECS read quota. The decisions are made on the scheduler thread from the meta
   ended just now (the task reports its state before its container exits: a stop then could cut
   the remote log upload), otherwise stop it with a reason naming the try;
 - not identifiable, of another deployment, or a try this DB does not know: never touched.
+
+The same listing settles the containers the executor retired (tries that reported their end,
+superseded queueings): one no longer listed has exited and is forgotten; one still listed
+RETIRED_GRACE_SECONDS after its retirement is stopped (tracker.settle_listed).
 """
 
 from __future__ import annotations
@@ -52,8 +56,13 @@ class Listed:
 
 @dataclass(frozen=True)
 class Snapshot:
-    tasks: tuple[Listed, ...]
-    listed: int  # ARNs ListTasks returned, tracked ones included
+    tasks: tuple[Listed, ...]  # untracked ones, described
+    listed_arns: frozenset[str]  # every ARN ListTasks returned, tracked ones included
+    started_at: float = 0.0  # the sweeper's clock when the listing began
+
+    @property
+    def listed(self) -> int:
+        return len(self.listed_arns)
 
 
 class Action(enum.Enum):
@@ -197,8 +206,10 @@ class OrphanSweeper:
         describe: Callable[[Sequence[str], Callable[[], None]], list[Any]],
         stop: Callable[[str, str], None],
         pacer: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._list_arns = list_arns
+        self._clock = clock
         self._describe = describe
         self._stop = stop
         self._pace = pacer or Pacer()
@@ -276,6 +287,7 @@ class OrphanSweeper:
             log.exception("Orphan sweep: could not stop ECS task %s (%s)", arn, reason)
 
     def _sweep(self, tracked: frozenset[str]) -> Snapshot:
+        started_at = self._clock()
         arns = self._list_arns(self._paced)
         untracked = [arn for arn in arns if arn not in tracked]
         tasks = []
@@ -284,4 +296,4 @@ class OrphanSweeper:
                 listed = _listed(entry)
                 if listed is not None and listed.last_status != "STOPPED":
                     tasks.append(listed)
-        return Snapshot(tuple(tasks), len(arns))
+        return Snapshot(tuple(tasks), frozenset(arns), started_at)

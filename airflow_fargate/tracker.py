@@ -9,13 +9,15 @@ from __future__ import annotations
 import enum
 import hashlib
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_fargate.ecs_types import EcsTaskState
 
-# A superseded queueing's container (see Tracker.add) is left to exit on its own this long.
+# The container of a try that ended (its own report) or of a superseded queueing (see
+# Tracker.add) is left to exit on its own this long: callbacks and the remote log upload run
+# after the try reported its state.
 RETIRED_GRACE_SECONDS = 300.0
 WAITING_STATUSES = frozenset({"PROVISIONING", "PENDING", "ACTIVATING"})
 # ECS stops that say nothing about the task's own code: launch the same try again.
@@ -193,10 +195,34 @@ class Tracker:
             return True
         return False
 
+    def settle_listed(self, listed: Collection[str], listed_after: float, now: float) -> list[str]:
+        """The orphan sweep listed the deployment's tasks still up (its listing began after
+        ``listed_after``). A container retired before that and not listed has exited: forget it.
+        Returns the retired ones listed that outlived RETIRED_GRACE_SECONDS: to be stopped."""
+        stuck = []
+        for arn, since in list(self._retired.items()):
+            if since > listed_after:
+                continue
+            if arn not in listed:
+                del self._retired[arn]
+            elif now - since > RETIRED_GRACE_SECONDS:
+                self._retired[arn] = now  # ask once per grace period
+                stuck.append(arn)
+        return stuck
+
     def remove(self, key: Any) -> TrackedTask | None:
         task = self._tasks.pop(key, None)
         if task and task.arn:
             self._by_arn.pop(task.arn, None)
+        return task
+
+    def retire(self, key: Any, now: float) -> TrackedTask | None:
+        """The try ended (it said so itself): forget it; its container, left to exit on its own,
+        is only kept in mind until the orphan sweep no longer lists it (settle_listed)."""
+        task = self._tasks.pop(key, None)
+        if task and task.arn:
+            self._by_arn.pop(task.arn, None)
+            self._retired[task.arn] = now
         return task
 
     def due_for_launch(self, now: float) -> list[TrackedTask]:
@@ -207,8 +233,17 @@ class Tracker:
         return (t for t in self._tasks.values() if t.arn is None)
 
     def active_arns(self) -> list[str]:
-        """Every ECS task still to watch: current queueings' and superseded ones' until they stop."""
+        """Every ECS task that may still be up: current queueings' and retired ones (superseded
+        queueings, ended tries) until they are known to have stopped."""
         return [*self._by_arn, *self._retired]
+
+    @property
+    def watched_count(self) -> int:
+        return len(self._by_arn)
+
+    def watched(self) -> dict[str, Any]:
+        """ARN -> key of every current queueing's ECS task: the ones to watch for an outcome."""
+        return dict(self._by_arn)
 
     def queueing_ids(self) -> set[str]:
         """Queueings tracked now (launched, launching or waiting): their ECS tasks are wanted."""

@@ -27,7 +27,7 @@ import pytest  # noqa: E402
 from tests import helpers  # noqa: E402
 from tests.helpers import SECTION_PREFIXES  # noqa: E402
 
-pytest_plugins = ["tests.executor_harness"]  # the `ecs` and `executor` fixtures
+pytest_plugins = ["tests.executor_harness", "tests.ti_rows"]  # fixtures: `ecs`, `executor`; `rows`
 
 
 @pytest.fixture(autouse=True)

@@ -63,7 +63,7 @@ def beat(executor: FargateExecutor) -> None:
     executor.heartbeat()
     wait_idle(executor)
     executor._apply_launches()
-    executor.poller.track(executor.tracker.active_arns())
+    executor.poller.track(executor.tracker.watched())
     executor.poller.kick()  # describe everything now instead of at the poller's next round
     wait_idle(executor)
     executor._poll()

@@ -728,18 +728,22 @@ def test_revoke_during_launch_stops_the_task_when_it_appears(executor, ecs, monk
 
 def test_a_try_queued_again_before_its_container_exit_was_seen(executor, ecs):
     """The try reported up_for_reschedule itself and Airflow queued it again at once: the old
-    container's exit must not end the new queueing, and it is watched until it stops."""
+    container's exit must not end the new queueing. The old container is no longer described;
+    it is kept in mind (for the orphan sweep to settle) until it is listed no more."""
     (key,) = queue(executor, make_workload("sensor"))
     beat(executor)
     old_arn = events(executor)[key][1]
     queue(executor, make_workload("sensor"))  # the next poke, before the first container's exit was seen
     ecs.set_state(old_arn, "STOPPED", exit_codes={CONTAINER: 0})
+    described = calls(executor, "DescribeTasks")
     beat(executor)
     state, new_arn = events(executor)[key]
     assert (state, new_arn != old_arn) == (TaskInstanceState.RUNNING, True)
-    beat(executor)  # the old container's STOPPED is seen now: nothing is reported for it
-    assert events(executor) == {}
-    assert executor.tracker.active_arns() == [new_arn]
+    beat(executor)
+    assert events(executor) == {}  # nothing is reported for the old container
+    assert all(old_arn not in call["tasks"] for call in described)
+    assert executor.tracker.watched() == {new_arn: key}
+    assert sorted(executor.tracker.active_arns()) == sorted([new_arn, old_arn])
     ecs.set_state(new_arn, "STOPPED", exit_codes={CONTAINER: 0})
     beat(executor)
     assert events(executor)[key][0] == TaskInstanceState.SUCCESS

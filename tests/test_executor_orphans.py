@@ -36,6 +36,9 @@ class FakeDb:
     def running_jobs(self, job_ids):
         return {job for job in job_ids if job in self.running}
 
+    def pokes_awaiting_their_next(self, keys):
+        return set()
+
     def claim_try(self, identity, arn, previous_job, our_job):
         current = self.rows.get(identity[:4])
         if current is None or current.external_executor_id not in (None, arn):
@@ -186,6 +189,41 @@ def test_adoption_round_claims_an_unrecorded_try_the_sweep_found_by_its_tags(sch
     scheduler_executor._sweep()
     wait_quiet(scheduler_executor)
     assert desired(ecs, arn) == "RUNNING"
+
+
+def test_an_ended_tries_container_is_left_to_exit_and_stopped_only_if_it_never_does(
+    scheduler_executor, ecs, db, monkeypatch
+):
+    """A try reported ended from its row keeps its container (callbacks and the log upload run
+    after the row is written): the sweep leaves it while it is young, stops it once it has been
+    up RETIRED_GRACE_SECONDS, and forgets a retired container it no longer lists."""
+    states: dict[tuple, str] = {}
+    monkeypatch.setattr("airflow_fargate.metadata_db.try_states", lambda identities: states)
+    keys = queue(scheduler_executor, make_workload("stuck"), make_workload("exits"))
+    beat(scheduler_executor)
+    arns = {key: scheduler_executor.tracker.get(key).arn for key in keys}
+    for key in keys:
+        states[(key.dag_id, key.task_id, key.run_id, key.map_index, key.try_number)] = "success"
+    deadline = time.monotonic() + 20
+    ended: dict = events(scheduler_executor)  # (their launches' RUNNING events)
+    while any(ended[key][0] != TaskInstanceState.SUCCESS for key in keys):  # the poller's own rounds read the rows
+        scheduler_executor.heartbeat()
+        ended.update(events(scheduler_executor))
+        assert time.monotonic() < deadline, ended
+        time.sleep(0.2)
+    assert {key: ended[key] for key in keys} == {key: (TaskInstanceState.SUCCESS, arns[key]) for key in keys}
+    stuck, exits = (arns[key] for key in keys)
+    sweep(scheduler_executor)
+    assert desired(ecs, stuck) == desired(ecs, exits) == "RUNNING"  # just ended: left to exit
+    ecs.set_state(exits, "STOPPED", exit_codes={"base": 0})
+    scheduler_executor._clock.now += 301
+    sweep(scheduler_executor)
+    assert desired(ecs, stuck) == "STOPPED"
+    assert "ended long ago" in ecs.task(stuck).stopped_reason
+    assert scheduler_executor.tracker.active_arns() == [stuck]  # the one that exited is forgotten
+    ecs.set_state(stuck, "STOPPED", exit_codes={"base": 143})
+    sweep(scheduler_executor)
+    assert scheduler_executor.tracker.active_arns() == []
 
 
 def test_no_sweep_without_a_scheduler_job(executor, ecs, db):

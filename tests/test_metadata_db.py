@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,47 +13,7 @@ from airflow.models.taskinstancekey import TaskInstanceKey
 
 from airflow_fargate import metadata_db
 from airflow_fargate.compat import AIRFLOW_V3
-
-DAG = "metadata_db_test"
-
-
-def _sqlite_path(url: str) -> str:
-    return url.removeprefix("sqlite:///")
-
-
-def _insert(db: sqlite3.Connection, table: str, values: dict[str, Any]) -> None:
-    """A row with these values; every other NOT NULL column without a default gets a filler."""
-    for _, name, kind, notnull, default, primary in db.execute(f"PRAGMA table_info({table})"):
-        if name in values or not notnull or default is not None or (primary and kind == "INTEGER"):
-            continue
-        upper = kind.upper()
-        values[name] = 1 if "INT" in upper or "FLOAT" in upper else "2026-01-01 00:00:00" if "TIME" in upper else "x"
-    names = ", ".join(values)
-    db.execute(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(values))})", list(values.values()))
-
-
-@pytest.fixture
-def rows(airflow_db: str) -> Iterator[sqlite3.Connection]:
-    """Task instance rows written straight into the test DB (deleted afterwards)."""
-    db = sqlite3.connect(_sqlite_path(airflow_db), isolation_level=None)  # no FK pragma: no dag_run needed
-    try:
-        yield db
-    finally:
-        if AIRFLOW_V3:
-            db.execute(
-                "DELETE FROM task_reschedule WHERE ti_id IN (SELECT id FROM task_instance WHERE dag_id = ?)", [DAG]
-            )
-        db.execute("DELETE FROM task_instance WHERE dag_id = ?", [DAG])
-        db.close()
-
-
-def add_ti(db: sqlite3.Connection, task_id: str, run_id: str, map_index: int, **columns: Any) -> str:
-    ti_id = uuid.uuid4().hex
-    values = {"dag_id": DAG, "task_id": task_id, "run_id": run_id, "map_index": map_index, "try_number": 1}
-    if AIRFLOW_V3:
-        values["id"] = ti_id
-    _insert(db, "task_instance", values | columns)
-    return ti_id
+from tests.ti_rows import DAG, add_ti, insert_row
 
 
 @contextlib.contextmanager
@@ -102,7 +61,7 @@ def test_pokes_awaiting_their_next_are_only_scheduled_rescheduled_tries_of_that_
 ) -> None:
     def poke(task_id: str, map_index: int = -1, **columns: Any) -> TaskInstanceKey:
         ti_id = add_ti(rows, task_id, "run", map_index, **({"state": "scheduled"} | columns))
-        _insert(rows, "task_reschedule", {"ti_id": ti_id})
+        insert_row(rows, "task_reschedule", {"ti_id": ti_id})
         return TaskInstanceKey(DAG, task_id, "run", columns.get("try_number", 1), map_index)
 
     awaiting = [poke("sensor", i) for i in range(120)]  # more than one statement's worth
@@ -118,3 +77,21 @@ def test_pokes_awaiting_their_next_are_only_scheduled_rescheduled_tries_of_that_
 
     assert found == set(awaiting)
     assert len([s for s in statements if "task_instance" in s]) == 2
+
+
+def test_try_states_are_each_named_tries_own_row_one_select_per_hundred(rows: sqlite3.Connection) -> None:
+    for i in range(120):
+        add_ti(rows, "mapped", "run_a", i, state="running" if i % 2 else "success", try_number=2)
+        add_ti(rows, "mapped", "run_b", i, state="failed")  # the same tasks in another run: near misses
+    add_ti(rows, "retried", "run_a", -1, state="queued", try_number=3)
+    add_ti(rows, "reset", "run_a", -1, state=None)
+    named = [(DAG, "mapped", "run_a", i, 2) for i in range(120)]
+    named += [(DAG, "retried", "run_a", -1, 2)]  # the row moved on to try 3: it speaks for that try only
+    named += [(DAG, "reset", "run_a", -1, 1), (DAG, "absent", "run_a", -1, 1)]
+
+    with selects() as statements:
+        found = metadata_db.try_states(named)
+
+    expected = {(DAG, "mapped", "run_a", i, 2): "running" if i % 2 else "success" for i in range(120)}
+    assert found == expected | {(DAG, "reset", "run_a", -1, 1): None}
+    assert len([s for s in statements if "task_instance" in s]) == 2  # 123 named: two statements

@@ -10,7 +10,15 @@ import pytest
 
 from airflow_fargate.ecs import DescribeResult, EcsClient
 from airflow_fargate.ecs_types import EcsTaskState
-from airflow_fargate.poller import MIN_ROUND_SECONDS, ROUND_MARGIN_SECONDS, HeartbeatClock, Poller, PollSchedule
+from airflow_fargate.poller import (
+    MIN_ROUND_SECONDS,
+    ROUND_MARGIN_SECONDS,
+    Ended,
+    HeartbeatClock,
+    Poller,
+    PollSchedule,
+)
+from airflow_fargate.try_reports import Report
 from tests.fake_transport import EcsTransport, FakeTarget
 
 
@@ -26,22 +34,28 @@ def planned(schedule: PollSchedule, now: float) -> list[str]:
     return [arn for batch in schedule.plan(now) for arn in batch]
 
 
+def unkeyed(arns) -> dict[str, None]:
+    """ARNs whose work has no task instance row to read (as callbacks)."""
+    return dict.fromkeys(arns)
+
+
 # ---- PollSchedule -------------------------------------------------------------------------------
 
 
-def test_new_tasks_are_due_at_once_and_calls_hold_at_most_100():
+def test_new_tasks_are_due_a_round_later_and_calls_hold_at_most_100():
     schedule = PollSchedule(max_interval=10)
     arns = [f"arn-{i}" for i in range(250)]
-    schedule.track(arns, now=0)
-    batches = schedule.plan(0)
+    schedule.track(unkeyed(arns), now=0)
+    assert schedule.plan(0.5) == []  # launched just now: its try says first whether it started
+    batches = schedule.plan(1)
     assert [len(b) for b in batches] == [100, 100, 50]
     assert sorted(a for b in batches for a in b) == sorted(arns)
-    assert schedule.plan(0.5) == []  # polled just now: nothing is due
+    assert schedule.plan(1.5) == []  # polled just now: nothing is due
 
 
 def test_a_task_that_changed_is_due_every_round_and_a_quiet_one_less_and_less_often():
     schedule = PollSchedule(max_interval=10)
-    schedule.track({"busy", "quiet"}, now=0)
+    schedule.track(unkeyed(["busy", "quiet"]), now=0)
     schedule.plan(0)
     schedule.observe(described({"busy": "RUNNING", "quiet": "RUNNING"}), now=0)
     assert schedule.interval("busy", now=1) == MIN_ROUND_SECONDS
@@ -54,7 +68,7 @@ def test_a_task_that_changed_is_due_every_round_and_a_quiet_one_less_and_less_of
 def test_more_than_100_quiet_tasks_cost_fewer_calls_and_the_last_call_is_topped_up():
     schedule = PollSchedule(max_interval=10)
     quiet = [f"q{i}" for i in range(300)]
-    schedule.track({*quiet, "hot"}, now=0)
+    schedule.track(unkeyed([*quiet, "hot"]), now=0)
     schedule.plan(0)
     schedule.observe(described(dict.fromkeys(quiet, "RUNNING")), now=0)
     schedule.observe(described({"hot": "PENDING"}), now=0)
@@ -70,21 +84,55 @@ def test_more_than_100_quiet_tasks_cost_fewer_calls_and_the_last_call_is_topped_
 
 def test_tasks_no_longer_tracked_are_dropped_and_a_failed_call_is_due_again():
     schedule = PollSchedule(max_interval=10)
-    schedule.track(["a", "b"], now=0)
-    assert sorted(planned(schedule, 0)) == ["a", "b"]
-    schedule.track(["b"], now=0.2)
+    schedule.track(unkeyed(["a", "b"]), now=0)
+    assert sorted(planned(schedule, 1)) == ["a", "b"]
+    schedule.track(unkeyed(["b"]), now=1.2)
     assert len(schedule) == 1
-    assert planned(schedule, 0.5) == []
+    assert planned(schedule, 1.5) == []
     schedule.unpolled(["b"])
-    assert planned(schedule, 0.5) == ["b"]
+    assert planned(schedule, 1.5) == ["b"]
 
 
 def test_missing_and_unreadable_answers_keep_a_task_due_every_round():
     schedule = PollSchedule(max_interval=10)
-    schedule.track(["new"], now=0)
+    schedule.track(unkeyed(["new"]), now=0)
     schedule.observe(described({"new": "RUNNING"}), now=0)
     schedule.observe(DescribeResult(missing={"new": "MISSING"}), now=500)
     assert schedule.interval("new", now=501) == MIN_ROUND_SECONDS
+
+
+def test_what_a_try_reports_sets_how_often_ecs_is_asked_about_it():
+    schedule = PollSchedule(max_interval=10, running_interval=60)
+    schedule.track(unkeyed(["starting", "running", "failed", "ended", "silent"]), now=0)
+    reports = {
+        "starting": Report.STARTING,
+        "running": Report.RUNNING,
+        "failed": Report.FAILED,
+        "ended": Report.ENDED,
+    }
+    schedule.note_reports(reports)
+    assert schedule.interval("running", now=1) == 60  # only for a container that died silently
+    assert schedule.interval("failed", now=1) == MIN_ROUND_SECONDS  # its exit says how: every round
+    assert schedule.interval("ended", now=1) == float("inf")  # reported from its row
+    assert schedule.interval("starting", now=1) == schedule.interval("silent", now=1) == MIN_ROUND_SECONDS
+    schedule.note_reports({})  # the row says nothing any more (the DB did not answer, say)
+    assert schedule.interval("running", now=1) == MIN_ROUND_SECONDS
+
+
+def test_running_tries_cost_no_call_of_their_own_but_fill_calls_made_anyway():
+    schedule = PollSchedule(max_interval=10, running_interval=60)
+    running = [f"r{i}" for i in range(150)]
+    schedule.track(unkeyed([*running, "new", "done"]), now=0)
+    schedule.note_reports({**dict.fromkeys(running, Report.RUNNING), "done": Report.ENDED})
+    for now in range(1, 60):
+        if now == 30:
+            schedule.observe(described({"new": "PENDING"}), now=now)  # only "new" is ever due
+        batches = schedule.plan(now)
+        chosen = {arn for batch in batches for arn in batch}
+        assert "done" not in chosen
+        assert len(batches) <= 1 and ("new" in chosen or not batches)
+    schedule.note_reports({**dict.fromkeys(running, Report.RUNNING), "done": Report.ENDED, "new": Report.RUNNING})
+    assert planned(schedule, 60.5) == []  # every try reports running; polled within the minute
 
 
 # ---- HeartbeatClock -----------------------------------------------------------------------------
@@ -136,7 +184,7 @@ def test_each_call_is_handed_over_as_soon_as_it_answers():
         return described(dict.fromkeys(arns, "RUNNING"))
 
     poller = Poller(describe)
-    poller.track([f"arn-{i}" for i in range(250)])
+    poller.track(unkeyed(f"arn-{i}" for i in range(250)))
     poller.kick()
     answers: list = []
     wait_for(lambda: len(answers.extend(poller.take()) or answers) >= 2)
@@ -159,11 +207,11 @@ def test_errors_are_handed_over_and_the_batch_is_asked_for_again():
         return described(dict.fromkeys(arns, "RUNNING"))
 
     poller = Poller(describe)
-    poller.track(["a"])
+    poller.track({"a": None})
     answers: list = []
     wait_for(lambda: answers.extend(poller.take()) or answers)  # (the next round may come before a late take)
     assert isinstance(answers[0], RuntimeError)
-    poller.track(["a"])  # the next round (about a second later) asks again
+    poller.track({"a": None})  # the next round (about a second later) asks again
     wait_for(lambda: len(calls) >= 2)
     poller.shutdown()
 
@@ -184,7 +232,7 @@ def test_rounds_follow_the_heartbeat_not_a_busy_loop():
     poller = Poller(describe)
     deadline = time.monotonic() + 20
     while len(calls) < 3 and time.monotonic() < deadline:
-        poller.track(["a"])
+        poller.track({"a": None})
         beats += 1
         time.sleep(0.3)
     poller.shutdown()
@@ -196,8 +244,34 @@ def test_rounds_follow_the_heartbeat_not_a_busy_loop():
 def test_shutdown_while_idle_or_with_nothing_tracked_returns():
     Poller(lambda arns: DescribeResult()).shutdown()
     poller = Poller(lambda arns: DescribeResult())
-    poller.track([])
+    poller.track({})
     poller.shutdown()
+
+
+@pytest.mark.timeout(30)
+def test_a_round_hands_over_ended_tries_without_describing_them():
+    """The round reads the tries' rows first: an ended try is an answer of its own, and only
+    what the rows cannot tell is described."""
+    described_arns: list[str] = []
+    read: list[dict] = []
+
+    def describe(arns):
+        described_arns.extend(arns)
+        return described(dict.fromkeys(arns, "RUNNING"))
+
+    def read_reports(keys_by_arn):
+        read.append(dict(keys_by_arn))
+        return {"done": Report.ENDED, "busy": Report.RUNNING, "broke": Report.FAILED}
+
+    poller = Poller(describe, read_reports=read_reports)
+    poller.track({"done": "k1", "busy": "k2", "broke": "k3"})
+    answers: list = []
+    wait_for(lambda: any(isinstance(a, DescribeResult) for a in answers.extend(poller.take()) or answers))
+    poller.shutdown()
+    ended = [a for a in answers if isinstance(a, Ended)]
+    assert ended and ended[0].arns == {"done"}
+    assert read[0] == {"done": "k1", "busy": "k2", "broke": "k3"}
+    assert "broke" in described_arns and "done" not in described_arns
 
 
 # ---- the describe budget --------------------------------------------------------------------------

@@ -29,6 +29,8 @@ MODERN_VALUES = {
     "run_task_burst": "30",
     "describe_tasks_rate": "4",
     "max_poll_interval": "30",
+    "running_check_interval": "45",
+    "read_task_states": "False",
     "task_start_timeout": "120",
     "check_health_on_startup": "False",
     "deployment_id": "analytics-prod",
@@ -69,6 +71,7 @@ def test_every_modern_key_from_env(monkeypatch):
     assert settings.max_run_task_attempts == 5
     assert (settings.run_task_rate, settings.run_task_burst) == (7.5, 30)
     assert (settings.describe_tasks_rate, settings.max_poll_interval) == (4.0, 30.0)
+    assert (settings.running_check_interval, settings.read_task_states) == (45.0, False)
     assert settings.task_start_timeout == 120.0
     assert settings.check_health_on_startup is False
     assert settings.deployment_id == "analytics-prod"

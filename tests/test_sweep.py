@@ -68,7 +68,7 @@ def row(
 
 def verdicts(tasks: list[Listed], db: FakeDb, **known: Any) -> dict[str, tuple[Action, str]]:
     ownership = Ownership(our_job=OURS, deployment=DEPLOYMENT, **known)
-    decisions = decide(Snapshot(tuple(tasks), len(tasks)), ownership, db, now=NOW)
+    decisions = decide(Snapshot(tuple(tasks), frozenset(t.arn for t in tasks)), ownership, db, now=NOW)
     return {d.task.arn: (d.action, d.reason) for d in decisions}
 
 

@@ -1,0 +1,102 @@
+"""FargateExecutor learns that a try ended from the try's own task instance row: reported within
+about a heartbeat, with no DescribeTasks call, while ECS still runs its container. What the row
+cannot tell (a failure's exit code and output, a container that died silently) still comes from
+ECS. A real migrated metadata DB; the poller's own rounds, not forced ones."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+import pytest
+from airflow.utils.state import TaskInstanceState
+
+from airflow_fargate.executor import FargateExecutor
+from tests.executor_harness import FakeClock, calls, queue
+from tests.helpers import CONTAINER, MotoEcs, make_workload, minimal_config
+from tests.ti_rows import DAG, add_ti
+
+
+def heartbeats_until(executor: FargateExecutor, wanted: Any, timeout: float = 20) -> dict[Any, Any]:
+    """Heartbeat as a scheduler does (every 0.2 s here) until ``wanted(events so far)``."""
+    seen: dict[Any, Any] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        executor.heartbeat()
+        seen.update(executor.get_event_buffer())
+        if wanted(seen):
+            return seen
+        assert time.monotonic() < deadline, f"not seen in {timeout}s: {seen}"
+        time.sleep(0.2)
+
+
+def set_row(db: sqlite3.Connection, task_id: str, state: str) -> None:
+    db.execute("UPDATE task_instance SET state = ? WHERE dag_id = ? AND task_id = ?", [state, DAG, task_id])
+
+
+def launched(executor: FargateExecutor, ecs: MotoEcs, db: sqlite3.Connection, task_id: str) -> tuple[Any, str]:
+    """A try whose row says running and whose container ECS runs (the row is set as soon as the
+    launch is applied: before the poller's first look at the new task, a round later)."""
+    add_ti(db, task_id, "run1", -1, state="queued")
+    (key,) = queue(executor, make_workload(task_id, dag_id=DAG))
+    seen = heartbeats_until(executor, lambda events: key in events)
+    arn = seen[key][1]
+    set_row(db, task_id, "running")
+    ecs.set_state(arn, "RUNNING")
+    return key, arn
+
+
+def test_a_try_whose_row_says_it_ended_is_reported_without_asking_ecs(executor, ecs, rows):
+    described = calls(executor, "DescribeTasks")
+    key, arn = launched(executor, ecs, rows, "quick")
+    started = time.monotonic()
+    while time.monotonic() - started < 2.5:  # rounds go on: the try reports running, nothing to ask ECS
+        assert key not in heartbeats_until(executor, lambda events: True)
+        time.sleep(0.2)
+    set_row(rows, "quick", "success")
+    seen = heartbeats_until(executor, lambda events: events.get(key, (None,))[0] == TaskInstanceState.SUCCESS)
+    assert seen[key] == (TaskInstanceState.SUCCESS, arn)
+    assert described == []
+    assert ecs.task(arn).desired_status == "RUNNING"  # its container exits on its own (callbacks, log upload)
+    assert executor.tracker.watched() == {} and executor.tracker.active_arns() == [arn]
+
+
+@pytest.mark.parametrize("ended", ["deferred", "up_for_reschedule", "skipped"])
+def test_a_try_that_deferred_or_rescheduled_itself_is_reported_ended_too(executor, ecs, rows, ended):
+    key, arn = launched(executor, ecs, rows, "waits")
+    set_row(rows, "waits", ended)
+    seen = heartbeats_until(executor, lambda events: events.get(key, (None,))[0] == TaskInstanceState.SUCCESS)
+    assert seen[key] == (TaskInstanceState.SUCCESS, arn)
+
+
+def test_a_try_whose_row_says_it_failed_is_reported_with_its_containers_exit(executor, ecs, rows):
+    described = calls(executor, "DescribeTasks")
+    key, arn = launched(executor, ecs, rows, "broken")
+    set_row(rows, "broken", "up_for_retry")
+    ecs.set_state(arn, "STOPPED", exit_codes={CONTAINER: 1})
+    seen = heartbeats_until(executor, lambda events: events.get(key, (None,))[0] == TaskInstanceState.FAILED)
+    assert f"{CONTAINER} exit 1" in str(seen[key][1])
+    assert any(arn in call["tasks"] for call in described)
+
+
+@pytest.fixture
+def quick_check(monkeypatch, ecs: MotoEcs) -> FargateExecutor:
+    """An executor that describes a running try every 2 s (running_check_interval)."""
+    minimal_config(
+        monkeypatch,
+        running_check_interval="2",
+        subnets=",".join(ecs.subnets),
+        security_groups=ecs.security_group,
+    )
+    ex = FargateExecutor()
+    ex._clock = FakeClock()
+    ex.start()
+    return ex
+
+
+def test_a_container_that_died_without_its_try_reporting_is_found_by_describing(quick_check, ecs, rows):
+    key, arn = launched(quick_check, ecs, rows, "oom")
+    ecs.set_state(arn, "STOPPED", exit_codes={CONTAINER: 137})  # the row still says running
+    seen = heartbeats_until(quick_check, lambda events: events.get(key, (None,))[0] == TaskInstanceState.FAILED)
+    assert f"{CONTAINER} exit 137" in str(seen[key][1])
