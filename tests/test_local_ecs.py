@@ -509,3 +509,20 @@ def test_a_task_deprovisions_for_a_while_after_its_container_exits_when_asked():
         assert task["containers"][0]["exitCode"] == 0
     finally:
         ecs.stop()
+
+
+def test_start_times_vary_per_task_when_asked_as_on_ecs():
+    """provision_jitter_s: each task stays PROVISIONING/PENDING its own while (seeded), as ECS
+    tasks do (ENI attachment, image pulls), so tasks launched together do not start in lockstep."""
+    faults = Faults(provision_delay_s=0.2, provision_jitter_s=2.0, seed=3)
+    ecs = LocalEcs(runtime="simulate", simulate_duration=0.1, faults=faults).start()
+    try:
+        launched = {}
+        for _ in range(12):
+            asked = datetime.datetime.now(datetime.timezone.utc)
+            launched[run(ecs, ["true"])["tasks"][0]["taskArn"]] = asked
+        waits = [(wait_stopped(ecs, arn)["startedAt"] - asked).total_seconds() for arn, asked in launched.items()]
+        assert all(0.15 <= wait <= 2.2 + 1.0 for wait in waits), waits  # 1 s of slack for a busy machine
+        assert max(waits) - min(waits) > 0.5, waits
+    finally:
+        ecs.stop()

@@ -35,6 +35,7 @@ class Faults:
     describe_delay_s: float = 0.0  # a new task is MISSING from describe_tasks for this long
     run_task_response_delay_s: float = 0.0  # RunTask starts the task, then answers this much later
     provision_delay_s: float = 0.0  # tasks created meanwhile stay PROVISIONING this long (0 = default)
+    provision_jitter_s: float = 0.0  # plus a random 0..this per task: ECS start times vary (ENI, image pull)
     deprovision_delay_s: float = 0.0  # after its container exits a task is DEPROVISIONING this long, then STOPPED
     seed: int | None = None
 

@@ -199,6 +199,8 @@ class LocalRunner:
                 self.stats.created_per_try[key] += 1
                 self.stats.launches_per_try[key].append(moto_tasks.launch_record(task))
         provision = self.faults.provision_delay_s or self.provision_seconds
+        if self.faults.provision_jitter_s > 0:
+            provision += self.dice.uniform(0, self.faults.provision_jitter_s)
         self._at(provision / 2, lambda: self._set(task, "PENDING"))
         self._at(provision, lambda: self._start(task))
 
