@@ -138,6 +138,7 @@ class FargateExecutor(BaseExecutor):
         self.output = TaskOutput(self.ecs, self.log_reader, settings.container_name)
         self.failure_output = FailureOutput(self.output)
         self.launcher = Launcher(self._run_task, rate=settings.run_task_rate, burst=settings.run_task_burst)
+        self.launcher.start_workers()
         self.poller = Poller(
             self._describe,
             read_reports=TryReports() if settings.read_task_states else None,

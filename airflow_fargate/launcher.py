@@ -1,7 +1,7 @@
 """Launch tasks on ECS and decide what a failed launch means (the one place for retry policy).
 
-run_task calls never run on the scheduler's heartbeat thread: ``submit()`` hands requests to a
-small pool of worker threads paced by an adaptive token bucket (sized to the ECS quota; halved
+run_task calls never run on the scheduler's heartbeat thread: ``submit()`` hands requests to
+worker threads (a burst's worth) paced by an adaptive token bucket (sized to the ECS quota; halved
 on every ThrottlingException, growing back on success), and ``drain()`` returns finished
 outcomes for the executor to apply on the scheduler thread. A throttled call is retried by the
 launcher itself and never costs one of the task's launch attempts.
@@ -158,10 +158,10 @@ class LaunchRequest:
 Outcome = LaunchResult | LaunchError
 
 
-# RunTask calls in flight at once. The token bucket sets the rate; this only has to keep up with
-# it at ECS's latencies (RunTask on Fargate takes 0.3-1 s: 20 launches/s needs up to 20 in
-# flight). More threads cost scheduler CPU (the GIL) without launching faster.
-LAUNCH_WORKERS = 20
+# RunTask calls in flight at once, at most: a whole burst of the bucket (ECS's is 100) goes out
+# together, so 100 tasks queued at once are launched in about one RunTask latency (0.3-1 s on
+# Fargate), not in five waves. The token bucket, not the threads, sets the pace after the burst.
+LAUNCH_WORKERS = 100
 # How far ahead of the bucket the launcher is fed: its burst plus this many seconds at its rate.
 # More queued requests launch no sooner; they only cost the heartbeat that hands them over (and
 # a scheduler that stops, which waits for every queued request to be sent).
@@ -184,7 +184,7 @@ class Launcher:
         self._run_task = run_task
         self.limiter = AdaptiveRateLimiter(rate, burst, clock, headroom=HEADROOM)
         self._sleep = sleep
-        self._max_workers = max_workers
+        self._max_workers = max(1, min(max_workers, burst))
         self._pending: deque[LaunchRequest] = deque()
         self._done: deque[tuple[LaunchRequest, Outcome]] = deque()
         self._busy = 0
@@ -202,11 +202,20 @@ class Launcher:
             if self._closing:
                 raise RuntimeError("launcher is shut down")
             self._pending.extend(requests)
-            while len(self._workers) < min(self._max_workers, len(self._pending) + self._busy):
-                worker = threading.Thread(target=self._work, daemon=True, name=f"fargate-launch-{len(self._workers)}")
-                self._workers.append(worker)
-                worker.start()
+            self._add_workers(min(self._max_workers, len(self._pending) + self._busy))
             self._cond.notify_all()
+
+    def start_workers(self) -> None:
+        """Start every worker now (executor start): starting a hundred threads inside the first
+        heartbeat that launches would cost that heartbeat and delay the first calls."""
+        with self._cond:
+            self._add_workers(self._max_workers)
+
+    def _add_workers(self, wanted: int) -> None:
+        while len(self._workers) < wanted:
+            worker = threading.Thread(target=self._work, daemon=True, name=f"fargate-launch-{len(self._workers)}")
+            self._workers.append(worker)
+            worker.start()
 
     def drain(self) -> list[tuple[LaunchRequest, Outcome]]:
         """Finished launches since the last call, in completion order. Never blocks."""

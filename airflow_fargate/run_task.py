@@ -287,6 +287,10 @@ class RunTaskKwargsBuilder:
         )
         self._static_base = None if self._custom else config_layer(settings)
         self._valid_configs: set[str] = set()
+        # Profiles whose launches (no executor_config, the section values' layers) validated once
+        # with owner tags: the next differ only in their command and tag values, both well-formed
+        # by construction, so botocore's validation (most of a build's CPU) is not run again.
+        self._valid_launches: set[str | None] = set()
         self._warned: set[str] = set()
         self.router = QueueRouter(settings.queue_profiles, settings.default_queue, option_label("queue_profiles"))
         self._profiles = {
@@ -461,7 +465,12 @@ class RunTaskKwargsBuilder:
                 f"Set {option_label('task_definition')}: the task definition to run (family, family:revision or "
                 f"ARN), or taskDefinition in {option_label('run_task_kwargs')}."
             )
+        same_shape = executor_config is None and self._custom is None and owner_tags is not None
+        if same_shape and profile in self._valid_launches:
+            return kwargs
         problems = self._problems(kwargs)
+        if problems is None and same_shape:
+            self._valid_launches.add(profile)
         if problems:
             without_task = self._assemble(base, {}, command, owner_tags)
             if task_layer and self._problems(without_task) is None:

@@ -17,6 +17,7 @@ from airflow_fargate import metadata_db
 from airflow_fargate.compat import AIRFLOW_V3
 from airflow_fargate.errors import FargateConfigError
 from airflow_fargate.executor import FargateExecutor
+from airflow_fargate.launcher import Launcher
 from tests.executor_harness import FakeClock, beat, calls, events, queue, wait_idle
 from tests.helpers import CLUSTER, CONTAINER, FAMILY, MotoEcs, command_of, make_workload, minimal_config
 
@@ -695,7 +696,8 @@ def test_end_finishes_in_flight_launches_and_stops_what_cannot_be_adopted(execut
 def test_terminate_cancels_queued_launches_and_stops_launched_ones(executor, ecs, monkeypatch):
     on_wire = threading.Semaphore(0)
     release = blocking_run_task(executor, monkeypatch, on_wire)
-    executor.launcher._max_workers = 1  # one call on the wire, the rest queued
+    executor.launcher.shutdown()
+    executor.launcher = Launcher(executor._run_task, max_workers=1)  # one call on the wire, the rest queued
     keys = queue(executor, *[make_workload(f"t{i}") for i in range(3)])
     executor.heartbeat()
     # the worker has taken its request and is in run_task (in_flight counts requests no worker

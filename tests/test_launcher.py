@@ -248,6 +248,36 @@ def test_submit_returns_at_once_and_calls_run_concurrently():
     assert sorted(o.task.arn for _, o in done) == ["arn-0", "arn-1", "arn-2", "arn-3"]
 
 
+@pytest.mark.timeout(30)
+def test_a_whole_burst_goes_out_at_once_and_no_more():
+    """The default launcher sends its bucket's whole burst together (100 tasks queued at once are
+    launched in about one RunTask latency), with workers started up front, never more at once."""
+    on_wire, peak, lock = [0], [0], threading.Lock()
+    barrier = threading.Barrier(100, timeout=10)
+
+    def run_task(kwargs, token):
+        with lock:
+            on_wire[0] += 1
+            peak[0] = max(peak[0], on_wire[0])
+        if int(token) < 100:
+            barrier.wait()  # breaks (and times out) unless all 100 calls are in flight at once
+        with lock:
+            on_wire[0] -= 1
+        return task("arn-" + token)
+
+    launcher = Launcher(run_task, rate=1000, burst=100)
+    launcher.start_workers()
+    launcher.submit([LaunchRequest(key=i, build=dict, client_token=str(i)) for i in range(150)])
+    done = settle(launcher, 150)
+    launcher.shutdown()
+    assert len(done) == 150 and peak[0] == 100
+    assert len(Launcher(run_task, burst=3)._workers) == 0  # started on demand unless asked
+    small = Launcher(run_task, burst=3)
+    small.start_workers()
+    assert len(small._workers) == 3  # never more threads than the burst
+    small.shutdown()
+
+
 def test_room_is_the_burst_plus_the_lookahead_at_the_rate_less_what_is_queued():
     release = threading.Event()
 

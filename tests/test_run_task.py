@@ -275,6 +275,36 @@ def legacy_builder(monkeypatch, path: str, **config) -> RunTaskKwargsBuilder:
     return RunTaskKwargsBuilder(load_settings())
 
 
+OWNER_TAGS = [{"key": "airflow-fargate:kind", "value": "task"}]
+
+
+def test_launches_of_one_queue_without_executor_config_are_validated_once(monkeypatch):
+    """They differ only in their command and owner tag values: botocore's validation (most of a
+    build's CPU) runs for the first launch of each queue profile, not for every launch."""
+    b = builder(monkeypatch, queue_profiles='{"large": {"cpu": 4096, "memory": 16384}}')
+    validated = []
+    real = b._problems
+    monkeypatch.setattr(b, "_problems", lambda kwargs: validated.append(kwargs) or real(kwargs))
+    for i in range(3):
+        for queue in ("default", "large"):
+            kwargs = b.build([*CMD, str(i)], None, OWNER_TAGS, queue)
+            assert container(kwargs)["command"] == [*CMD, str(i)]
+    assert len(validated) == 2  # once per profile
+    b.build(CMD, {"overrides": {"containerOverrides": [{"name": "base", "memory": 1024}]}}, OWNER_TAGS)
+    b.build(CMD, {"overrides": {"containerOverrides": [{"name": "base", "memory": 1024}]}}, OWNER_TAGS)
+    assert len(validated) == 4  # a task's own executor_config: every launch
+
+
+def test_launches_built_by_an_execution_config_function_are_validated_every_time(monkeypatch):
+    b = legacy_builder(monkeypatch, "tests.fixtures_execution_config.good_factory", cluster="from-function")
+    validated = []
+    real = b._problems
+    monkeypatch.setattr(b, "_problems", lambda kwargs: validated.append(kwargs) or real(kwargs))
+    for i in range(3):
+        b.build([*CMD, str(i)], None, OWNER_TAGS)
+    assert len(validated) == 3  # the function may answer differently for every command
+
+
 def test_execution_config_function_replaces_the_base_and_later_layers_apply(monkeypatch):
     fx.CALLS.clear()
     b = legacy_builder(
