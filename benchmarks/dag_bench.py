@@ -36,6 +36,7 @@ from executor_bench import (
     machine_name,
     print_targets,
     quota_faults,
+    start_times,
     write_json,
 )
 
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nDAG of {args.n} mapped {args.task_seconds:g} s tasks on a real scheduler; medians of {args.pairs} "
         f"alternating pair(s); {args.latency_ms:.0f} ms/API call; RunTask and DescribeTasks each burst "
-        f"{args.burst} + {args.rate:g}/s ({machine})"
+        f"{args.burst} + {args.rate:g}/s; {start_times(args)} ({machine})"
     )
     for line in table(summary):
         print(line)

@@ -1,8 +1,10 @@
 """FargateExecutor vs apache-airflow-providers-amazon's AwsEcsExecutor, side by side, fairly.
 
 Both executors run with their default settings (the provider's start-up health check on) against
-the same kind of local ECS endpoint: moto, tasks simulated (each "runs" --task-seconds and exits
-0), 80 ms per API call, RunTask and DescribeTasks throttled like ECS (burst 100, 20/s each).
+the same kind of local ECS endpoint: moto, tasks simulated as a real task behaves towards
+Airflow (each writes its task instance row: running when its container starts, success
+--task-seconds later, then exits 0), 80 ms per API call, RunTask and DescribeTasks throttled like
+ECS (burst 100, 20/s each).
 Each run is a fresh subprocess (so CPU and peak RSS are one executor's) against a fresh endpoint,
 with what a scheduler process has (a migrated metadata DB, Airflow's models loaded), driven as
 the scheduler drives an executor: heartbeat(), read the event buffer, sleep out the
@@ -17,11 +19,14 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import contextlib
+import gc
 import json
 import os
 import platform
 import resource
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -31,6 +36,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,17 +50,25 @@ HEARTBEAT = 1.0  # the scheduler's default scheduler_idle_sleep_time
 # ---- worker: one executor, one N, in its own process --------------------------------------------
 
 
+DAG_ID, RUN_ID = "bench", "run"
+
+
+def ti_id(i: int) -> uuid.UUID:
+    """The id of task i's task instance row (the bench's DB holds one row per task)."""
+    return uuid.UUID(int=i + 1)
+
+
 def make_workload(i: int) -> Any:
     from airflow.executors.workloads import ExecuteTask
     from airflow.executors.workloads.base import BundleInfo
     from airflow.executors.workloads.task import TaskInstanceDTO
 
     ti = TaskInstanceDTO(
-        id=uuid.uuid4(),
+        id=ti_id(i),
         dag_version_id=uuid.uuid4(),
         task_id=f"task_{i}",
-        dag_id="bench",
-        run_id="run",
+        dag_id=DAG_ID,
+        run_id=RUN_ID,
         try_number=1,
         map_index=-1,
         pool_slots=1,
@@ -76,6 +90,62 @@ def migrated_db() -> Path:
     env |= {"AIRFLOW_HOME": str(home), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db"}
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
     return home / "airflow.db"
+
+
+def add_task_rows(db_path: Path, n: int) -> None:
+    """A queued task instance row per task, as the scheduler leaves them when it queues them
+    (foreign keys unchecked: the bench has no DAG, only rows)."""
+    with contextlib.closing(sqlite3.connect(db_path)) as db, db:
+        columns = {row[1]: row for row in db.execute("PRAGMA table_info(task_instance)")}
+        filler = {
+            name: (1 if "INT" in kind.upper() or "FLOAT" in kind.upper() else "x")
+            for _, name, kind, notnull, default, primary in columns.values()
+            if notnull and default is None and not primary
+        }
+        base = filler | {"dag_id": DAG_ID, "run_id": RUN_ID, "map_index": -1, "try_number": 1, "state": "queued"}
+        base |= {"pool": "default_pool", "queue": "default", "max_tries": 0, "priority_weight": 1}
+        rows = [base | {"id": ti_id(i).hex, "task_id": f"task_{i}"} for i in range(n)]
+        names = list(rows[0])
+        db.executemany(
+            f"INSERT INTO task_instance ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+            [[row[name] for name in names] for row in rows],
+        )
+
+
+class RowWritingRuntime:
+    """The local endpoint's simulated task, writing its own task instance row as a real task
+    does (Airflow 3 through the execution API, Airflow 2 directly): running when its container
+    starts, success ``duration`` seconds later; then the container exits 0."""
+
+    name = "simulate-rows"
+
+    def __init__(self, db_path: Path, duration: float) -> None:
+        self.duration = duration
+        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._lock = threading.Lock()
+
+    def start(self, spec: Any, on_output: Any, on_exit: Any) -> Any:
+        from airflow_fargate.local.runtimes import workload_of
+
+        ti = (workload_of(spec.command) or {}).get("ti") or {}
+        row = uuid.UUID(str(ti["id"])).hex if "id" in ti else None
+        stopped = threading.Event()
+
+        def run() -> None:
+            self._write(row, "running")
+            if stopped.wait(self.duration):
+                on_exit(143)
+                return
+            self._write(row, "success")
+            on_exit(0)
+
+        threading.Thread(target=run, daemon=True, name="bench-task").start()
+        return SimpleNamespace(stop=lambda grace_seconds: stopped.set())
+
+    def _write(self, row: str | None, state: str) -> None:
+        if row is not None:
+            with self._lock:
+                self._db.execute("UPDATE task_instance SET state = ? WHERE id = ?", [state, row])
 
 
 def compile_bytecode() -> None:
@@ -110,6 +180,9 @@ def worker(kind: str, n: int, endpoint: str, timeout: float) -> dict[str, Any]:
     start_seconds = time.perf_counter() - began
     for i in range(n):
         executor.queue_workload(make_workload(i), session=None)
+    # The garbage this process made so far is the bench's (N workloads at once, which no
+    # scheduler loop makes): collected now, not in the executor's first timed heartbeat.
+    gc.collect()
     started, started_epoch = time.perf_counter(), time.time()
     heartbeats: list[float] = []
     finished: dict[str, float] = {}  # try -> when the executor reported it finished (epoch s)
@@ -148,14 +221,21 @@ def worker(kind: str, n: int, endpoint: str, timeout: float) -> dict[str, Any]:
 
 
 def add_quota_arguments(parser: argparse.ArgumentParser) -> None:
-    """The endpoint's quota switches, which quota_faults() reads."""
+    """The endpoint's quota and start-time switches, which quota_faults() reads."""
     parser.add_argument("--latency-ms", type=float, default=80)
     parser.add_argument("--rate", type=float, default=20)
     parser.add_argument("--burst", type=int, default=100)
+    parser.add_argument(
+        "--provision-jitter",
+        type=float,
+        default=1.0,
+        help="each task starts 0.2 s plus a random 0..this many seconds after RunTask (ECS start times vary)",
+    )
 
 
 def quota_faults(args: argparse.Namespace) -> Any:
-    """The local endpoint as ECS meters it: latency per call, RunTask and DescribeTasks throttled."""
+    """The local endpoint as ECS meters it: latency per call, RunTask and DescribeTasks throttled,
+    start times that vary per task (seeded, so both executors' tasks draw the same times)."""
     from airflow_fargate.local.faults import Faults
 
     return Faults(
@@ -164,17 +244,25 @@ def quota_faults(args: argparse.Namespace) -> Any:
         run_task_burst=args.burst,
         describe_tasks_rate=args.rate,
         describe_tasks_burst=args.burst,
+        provision_jitter_s=args.provision_jitter,
         seed=1,
     )
 
 
-def run_one(kind: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+def deployment(n: int, args: argparse.Namespace) -> tuple[Path, Any]:
+    """A fresh home with a copy of the migrated metadata DB holding N queued task rows, and a
+    fresh local endpoint whose simulated tasks write those rows."""
     from airflow_fargate.local.server import LocalEcs
 
-    faults = quota_faults(args)
-    ecs = LocalEcs(runtime="simulate", simulate_duration=args.task_seconds, faults=faults).start()
     home = Path(tempfile.mkdtemp(prefix="bench-airflow-"))
     shutil.copy(args.metadata_db, home / "airflow.db")  # a scheduler's DB: migrated
+    add_task_rows(home / "airflow.db", n)
+    runtime = RowWritingRuntime(home / "airflow.db", args.task_seconds)
+    return home, LocalEcs(runtime=runtime, faults=quota_faults(args)).start()
+
+
+def run_one(kind: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    home, ecs = deployment(n, args)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
     env.update(ecs.scheduler_env())
     env.update(
@@ -188,17 +276,8 @@ def run_one(kind: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
         }
     )
     command = [sys.executable, __file__, "--worker", kind, "--n", str(n), "--endpoint", ecs.endpoint_url]
-    launched_at: list[float] = []
     done = threading.Event()
-
-    def watch() -> None:  # when the N-th task appeared in ECS (10 ms resolution, outside the worker)
-        while not done.is_set():
-            if ecs.runner is not None and ecs.runner.stats.tasks_created >= n:
-                launched_at.append(time.time())
-                return
-            time.sleep(0.01)
-
-    threading.Thread(target=watch, daemon=True).start()
+    launched_at = watch_creations(ecs, n, done)
     try:
         proc = subprocess.run(
             [*command, "--timeout", str(args.timeout)],
@@ -240,6 +319,98 @@ def run_one(kind: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def watch_creations(ecs: Any, n: int, done: threading.Event) -> list[float]:
+    """When the N-th task appeared in ECS (epoch s, 10 ms resolution, seen outside the client)."""
+    launched_at: list[float] = []
+
+    def watch() -> None:
+        while not done.is_set():
+            if ecs.runner is not None and ecs.runner.stats.tasks_created >= n:
+                launched_at.append(time.time())
+                return
+            time.sleep(0.01)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return launched_at
+
+
+def raw_request(workload: Any) -> dict[str, Any]:
+    """A RunTask as a task try's launch is (its workload as the command, the executor's env var,
+    ownership tags, a clientToken), with nothing more done than making it."""
+    from airflow_fargate.run_task import EXECUTOR_ENV
+
+    ti = workload.ti
+    command = ["python", "-m", "airflow.sdk.execution_time.execute_workload", "--json-string"]
+    fields = {"kind": "task", "dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id, "map_index": "-1"}
+    fields |= {"try_number": "1", "queueing": uuid.uuid4().hex, "job": "1", "deployment": "bench"}
+    container = {
+        "name": os.environ["AIRFLOW__AWS_ECS_EXECUTOR__CONTAINER_NAME"],
+        "command": [*command, workload.model_dump_json()],
+        "environment": [dict(EXECUTOR_ENV)],
+    }
+    return {
+        "cluster": os.environ["AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER"],
+        "taskDefinition": os.environ["AIRFLOW__AWS_ECS_EXECUTOR__TASK_DEFINITION"],
+        "launchType": "FARGATE",
+        "platformVersion": "LATEST",
+        "clientToken": uuid.uuid4().hex,  # as any client that must not launch a try twice
+        "count": 1,
+        "startedBy": "airflow-fargate/bench",
+        "tags": [{"key": f"airflow-fargate:{name}", "value": value} for name, value in fields.items()],
+        "overrides": {"containerOverrides": [container]},
+    }
+
+
+def raw_client(n: int) -> float:
+    """The fastest a client can launch N queued tasks: N threads, each making one task's request
+    from its workload and sending it, all at once. Returns when it started (epoch s): as for the
+    executors, with the workloads made and the client ready."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+    from botocore.config import Config
+
+    config = Config(max_pool_connections=n, retries={"mode": "standard", "total_max_attempts": 1})
+    client = boto3.client("ecs", config=config)
+    workloads = [make_workload(i) for i in range(n)]
+    client.describe_clusters(clusters=[os.environ["AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER"]])  # connected, models read
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        started = time.time()
+        list(pool.map(lambda workload: client.run_task(**raw_request(workload)), workloads))
+    return started
+
+
+def endpoint_floor(n: int, args: argparse.Namespace) -> float:
+    """How long this endpoint on this machine takes to create N tasks for the raw client: where
+    the quota does not bind (N <= burst) the floor is this, not one call's latency (moto serves
+    RunTask in Python, on the cores the client also uses). Median of three fresh deployments,
+    each as a run's: the same endpoint, whose tasks write the same rows."""
+    times = []
+    for _ in range(3):
+        home, ecs = deployment(n, args)
+        done = threading.Event()
+        try:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")} | ecs.scheduler_env()
+            launched_at = watch_creations(ecs, n, done)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--raw-client", "--n", str(n)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=300,
+            )
+            deadline = time.monotonic() + 30
+            while not launched_at and time.monotonic() < deadline:
+                time.sleep(0.01)
+            times.append(launched_at[0] - float(proc.stdout.strip().splitlines()[-1]))
+        finally:
+            done.set()
+            ecs.stop()
+            shutil.rmtree(home, ignore_errors=True)
+    return statistics.median(times)
+
+
 def add_keep_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-dirs", action="store_true", help="keep each run's temp dir (a failed run's is kept)")
 
@@ -252,9 +423,22 @@ def discard(path: Path, args: argparse.Namespace) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def floor_note(n: int, args: argparse.Namespace) -> str:
+    raw = args.endpoint_floors.get(n)
+    if raw is not None and raw >= floor_seconds(n, args) - 1e-9:
+        return f"N={n} {raw:.2f} s (the raw client's, measured: N RunTasks at once)"
+    return f"N={n} {floor_seconds(n, args):.2f} s (the quota's)"
+
+
+def start_times(args: argparse.Namespace) -> str:
+    return f"tasks start 0.2-{0.2 + args.provision_jitter:g} s after RunTask"
+
+
 def floor_seconds(n: int, args: argparse.Namespace) -> float:
-    """Fastest any client can launch N tasks under the quota: the burst at once, the rest at rate."""
-    return max(0, n - args.burst) / args.rate + args.latency_ms / 1000
+    """Fastest any client can launch N tasks: under the quota, the burst at once and the rest at
+    its rate; and no faster than the raw client on this endpoint (endpoint_floor, if measured)."""
+    quota = max(0, n - args.burst) / args.rate + args.latency_ms / 1000
+    return max(quota, getattr(args, "endpoint_floors", {}).get(n, 0.0))
 
 
 METRICS = (  # name, column title, format
@@ -385,15 +569,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800, help="give up on one run after this long")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "executor_bench.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--raw-client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
         print(json.dumps(worker(args.worker, args.n[0], args.endpoint, args.timeout)))
         return 0
+    if args.raw_client:
+        print(raw_client(args.n[0]))
+        return 0
 
     compile_bytecode()
     args.metadata_db = migrated_db()
+    args.endpoint_floors = {}
+    for n in args.n:
+        if n <= args.burst:  # above it the quota's floor is the higher one
+            print(f"N={n}: measuring the raw client's launch time on this endpoint ...", file=sys.stderr, flush=True)
+            args.endpoint_floors[n] = endpoint_floor(n, args)
     kinds = args.executors.split(",")
     results: list[dict[str, Any]] = []
     for n in args.n:
@@ -407,13 +600,16 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(results, args)
     print(
         f"\nmedians of {args.pairs} alternating pair(s); {args.latency_ms:.0f} ms/API call; RunTask and "
-        f"DescribeTasks each burst {args.burst} + {args.rate:g}/s; tasks run {args.task_seconds:g} s ({machine})"
+        f"DescribeTasks each burst {args.burst} + {args.rate:g}/s; {start_times(args)}; tasks run "
+        f"{args.task_seconds:g} s ({machine})"
     )
+    print("floor: " + "; ".join(floor_note(n, args) for n in args.n))
     for line in table(summary):
         print(line)
     checks = verdict(summary)
     print_targets(checks)
-    arguments = {k: v for k, v in vars(args).items() if k not in ("json", "worker", "endpoint", "metadata_db")}
+    skip = ("json", "worker", "endpoint", "metadata_db", "raw_client")
+    arguments = {k: v for k, v in vars(args).items() if k not in skip}
     rows = [{"n": n, "executor": kind, **row} for (n, kind), row in summary.items()]
     write_json(args.json, machine=machine, arguments=arguments, summary=rows, checks=checks, results=results)
     return 0
