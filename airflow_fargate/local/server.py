@@ -28,7 +28,7 @@ from airflow_fargate.local import moto_tasks
 from airflow_fargate.local.faults import CAPACITY_REASONS, Faults, TokenBucket
 from airflow_fargate.local.guard import Guard, LocalCredentials, control_request
 from airflow_fargate.local.runner import LocalRunner
-from airflow_fargate.local.runtimes import make_runtime
+from airflow_fargate.local.runtimes import Runtime, make_runtime
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ class LocalEcs:
         config: LocalEcsConfig | None = None,
         *,
         port: int = 0,
-        runtime: str = "process",
+        runtime: str | Runtime = "process",
         faults: Faults | None = None,
         simulate_duration: float = 1.0,
         stop_grace_seconds: float = 10.0,
@@ -299,7 +299,7 @@ class LocalEcs:
         self.config = config or LocalEcsConfig()
         self.port = port
         self.faults = faults or Faults()
-        self.runtime = make_runtime(runtime, simulate_duration)
+        self.runtime = make_runtime(runtime, simulate_duration) if isinstance(runtime, str) else runtime
         self.stop_grace_seconds = stop_grace_seconds
         self._server: _Server | None = None
         self.runner: LocalRunner | None = None
