@@ -203,7 +203,7 @@ class Launcher:
                 raise RuntimeError("launcher is shut down")
             self._pending.extend(requests)
             self._add_workers(min(self._max_workers, len(self._pending) + self._busy))
-            self._cond.notify_all()
+            self._cond.notify(len(requests))  # one idle worker per request, not all of them
 
     def start_workers(self) -> None:
         """Start every worker now (executor start): starting a hundred threads inside the first
@@ -270,9 +270,9 @@ class Launcher:
                 self._busy -= 1
                 if outcome is None:  # throttled: back to the front, it keeps its place
                     self._pending.appendleft(request)
+                    self._cond.notify()  # one idle worker for it (this one takes the next anyway)
                 else:
                     self._done.append((request, outcome))
-                self._cond.notify_all()
 
     def _launch_paced(self, request: LaunchRequest) -> Outcome | None:
         try:
