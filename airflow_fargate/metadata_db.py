@@ -9,12 +9,16 @@ columns on Airflow 2.10+ and 3.x.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 TryIdentity = tuple[str, str, str, int, int]  # dag_id, task_id, run_id, map_index, try_number
 ACTIVE_STATES = ("queued", "running")  # a try some executor is (or should be) running
+# The tries' states are read every poll round: 200 a statement (800 bound parameters, within the
+# 999 of older SQLite builds) keeps a scheduler running 200 tasks at one statement a round.
+TRY_STATES_PER_STATEMENT = 200
 
 
 @dataclass(frozen=True)
@@ -41,30 +45,49 @@ def _ti_match(dag_id: str, task_id: str, run_id: str, map_index: int) -> Any:
     )
 
 
-def _some_of(identities: Collection[tuple[str, str, str, int]]) -> Iterator[Any]:
-    """WHERE clauses naming these (distinct) task instances, 100 a clause: a row-value IN with expanding
-    parameters, which SQLAlchemy compiles once and caches. An OR of four-column ANDs cost about
-    0.1 ms per task instance to build and compile, on the scheduler thread, every heartbeat."""
+@functools.cache
+def _named(size: int) -> Any:
+    """WHERE clause naming ``size`` task instances by bound parameters (d0, t0, r0, m0, ...): an OR
+    of equalities on the unique (dag_id, task_id, run_id, map_index) index. Built once per size,
+    so SQLAlchemy compiles each statement once. A row-value IN, the obvious spelling, is a full
+    table scan on SQLite (EXPLAIN: SCAN task_instance): 2.4 ms per 200 tries at 10,000 rows."""
     from airflow.models.taskinstance import TaskInstance
-    from sqlalchemy import tuple_
+    from sqlalchemy import and_, bindparam, or_
 
+    return or_(
+        *(
+            and_(
+                TaskInstance.dag_id == bindparam(f"d{i}"),
+                TaskInstance.task_id == bindparam(f"t{i}"),
+                TaskInstance.run_id == bindparam(f"r{i}"),
+                TaskInstance.map_index == bindparam(f"m{i}"),
+            )
+            for i in range(size)
+        )
+    )
+
+
+def _some_of(identities: Collection[tuple[str, str, str, int]], per: int = 100) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(size, parameters) of the clauses (``_named(size)``) naming these (distinct) task instances,
+    ``per`` at most a clause. A clause names a power of two of them (the last one repeated to fill
+    it): a handful of statements, each built and compiled once, serve every batch size."""
     batch = sorted(identities)
-    key = tuple_(TaskInstance.dag_id, TaskInstance.task_id, TaskInstance.run_id, TaskInstance.map_index)
-    for start in range(0, len(batch), 100):
-        yield key.in_(batch[start : start + 100])
+    for start in range(0, len(batch), per):
+        chunk = batch[start : start + per]
+        size = min(per, 1 << (len(chunk) - 1).bit_length())
+        chunk += [chunk[-1]] * (size - len(chunk))
+        params: dict[str, Any] = {}
+        for i, (dag_id, task_id, run_id, map_index) in enumerate(chunk):
+            params.update({f"d{i}": dag_id, f"t{i}": task_id, f"r{i}": run_id, f"m{i}": map_index})
+        yield size, params
 
 
-def load_rows(identities: Iterable[TryIdentity]) -> dict[tuple[str, str, str, int], TryRow]:
-    """The current row of every task instance named (whatever its try number now is)."""
+@functools.cache
+def _rows_query(size: int) -> Any:
     from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    wanted = {identity[:4] for identity in identities}
-    rows: dict[tuple[str, str, str, int], TryRow] = {}
-    if not wanted:
-        return rows
-    columns = (
+    return select(
         TaskInstance.dag_id,
         TaskInstance.task_id,
         TaskInstance.run_id,
@@ -76,10 +99,20 @@ def load_rows(identities: Iterable[TryIdentity]) -> dict[tuple[str, str, str, in
         TaskInstance.executor_config,
         TaskInstance.queue,
         TaskInstance.end_date,
-    )
+    ).where(_named(size))
+
+
+def load_rows(identities: Iterable[TryIdentity]) -> dict[tuple[str, str, str, int], TryRow]:
+    """The current row of every task instance named (whatever its try number now is)."""
+    from airflow.utils.session import create_session
+
+    wanted = {identity[:4] for identity in identities}
+    rows: dict[tuple[str, str, str, int], TryRow] = {}
+    if not wanted:
+        return rows
     with create_session() as session:
-        for condition in _some_of(wanted):
-            for row in session.execute(select(*columns).where(condition)):
+        for size, params in _some_of(wanted):
+            for row in session.execute(_rows_query(size), params):
                 state = row.state.value if hasattr(row.state, "value") else row.state
                 rows[(row.dag_id, row.task_id, row.run_id, row.map_index)] = TryRow(
                     state=None if state is None else str(state),
@@ -93,28 +126,31 @@ def load_rows(identities: Iterable[TryIdentity]) -> dict[tuple[str, str, str, in
     return rows
 
 
-def try_states(identities: Collection[TryIdentity]) -> dict[TryIdentity, str | None]:
-    """The state each named try's row reports now. A try whose row is gone or has moved on to
-    another try number is left out: only its own row speaks for a try."""
+@functools.cache
+def _states_query(size: int) -> Any:
     from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    tries = {identity[:4]: identity[4] for identity in identities}
-    found: dict[TryIdentity, str | None] = {}
-    columns = (
+    return select(
         TaskInstance.dag_id,
         TaskInstance.task_id,
         TaskInstance.run_id,
         TaskInstance.map_index,
         TaskInstance.try_number,
         TaskInstance.state,
-    )
+    ).where(_named(size))
+
+
+def try_states(identities: Collection[TryIdentity]) -> dict[TryIdentity, str | None]:
+    """The state each named try's row reports now. A try whose row is gone or has moved on to
+    another try number is left out: only its own row speaks for a try."""
+    from airflow.utils.session import create_session
+
+    tries = {identity[:4]: identity[4] for identity in identities}
+    found: dict[TryIdentity, str | None] = {}
     with create_session() as session:
-        for condition in _some_of(tries.keys()):
-            for dag_id, task_id, run_id, map_index, try_number, state in session.execute(
-                select(*columns).where(condition)
-            ):
+        for size, params in _some_of(tries.keys(), per=TRY_STATES_PER_STATEMENT):
+            for dag_id, task_id, run_id, map_index, try_number, state in session.execute(_states_query(size), params):
                 if tries.get((dag_id, task_id, run_id, map_index)) == try_number:
                     value = getattr(state, "value", state)  # an enum on Airflow 3, a string on 2
                     found[(dag_id, task_id, run_id, map_index, try_number)] = None if value is None else str(value)
@@ -169,6 +205,26 @@ def claim_try(identity: TryIdentity, arn: str, previous_job: str | None, our_job
         return bool(getattr(result, "rowcount", 0))
 
 
+@functools.cache
+def _pokes_query(size: int) -> Any:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.taskreschedule import TaskReschedule
+    from sqlalchemy import exists, select
+
+    return select(
+        TaskInstance.dag_id,
+        TaskInstance.task_id,
+        TaskInstance.run_id,
+        TaskInstance.map_index,
+        TaskInstance.try_number,
+    ).where(
+        _named(size),
+        TaskInstance.state == "scheduled",
+        TaskInstance.next_method.is_(None),  # a deferral's resume: Airflow handles that one itself
+        exists().where(TaskReschedule.ti_id == TaskInstance.id),
+    )
+
+
 def pokes_awaiting_their_next(keys: Iterable[Any]) -> set[Any]:
     """Which of these finished tries (TaskInstanceKeys) were a reschedule-mode sensor's poke whose
     task instance is already SCHEDULED for the next poke (Airflow 3 only).
@@ -177,28 +233,13 @@ def pokes_awaiting_their_next(keys: Iterable[Any]) -> set[Any]:
     externally and fails it (apache/airflow#71172); on ECS, where a task reports STOPPED seconds
     after its container exits, that is every sensor poking more often than that. The poke's own
     TaskReschedule row (keyed by the try's ti_id) says the container ended up_for_reschedule."""
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.models.taskreschedule import TaskReschedule
     from airflow.utils.session import create_session
-    from sqlalchemy import exists, select
 
     by_identity = {(k.dag_id, k.task_id, k.run_id, k.map_index): k for k in keys}
     found: set[Any] = set()
     with create_session() as session:
-        for condition in _some_of(by_identity):
-            query = select(
-                TaskInstance.dag_id,
-                TaskInstance.task_id,
-                TaskInstance.run_id,
-                TaskInstance.map_index,
-                TaskInstance.try_number,
-            ).where(
-                condition,
-                TaskInstance.state == "scheduled",
-                TaskInstance.next_method.is_(None),  # a deferral's resume: Airflow handles that one itself
-                exists().where(TaskReschedule.ti_id == TaskInstance.id),
-            )
-            for row in session.execute(query):
+        for size, params in _some_of(by_identity):
+            for row in session.execute(_pokes_query(size), params):
                 key = by_identity[(row.dag_id, row.task_id, row.run_id, row.map_index)]
                 if key.try_number == row.try_number:
                     found.add(key)

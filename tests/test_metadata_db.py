@@ -3,9 +3,7 @@ instances, one statement per 100 of them, on Airflow 2 and 3."""
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,26 +11,7 @@ from airflow.models.taskinstancekey import TaskInstanceKey
 
 from airflow_fargate import metadata_db
 from airflow_fargate.compat import AIRFLOW_V3
-from tests.ti_rows import DAG, add_ti, insert_row
-
-
-@contextlib.contextmanager
-def selects() -> Iterator[list[str]]:
-    """The SELECT statements the metadata DB runs meanwhile."""
-    from airflow import settings
-    from sqlalchemy import event
-
-    statements: list[str] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            statements.append(statement)
-
-    event.listen(settings.engine, "before_cursor_execute", seen)
-    try:
-        yield statements
-    finally:
-        event.remove(settings.engine, "before_cursor_execute", seen)
+from tests.ti_rows import DAG, add_ti, insert_row, selects
 
 
 def test_load_rows_returns_exactly_the_named_task_instances_one_select_per_hundred(rows: sqlite3.Connection) -> None:
@@ -79,19 +58,44 @@ def test_pokes_awaiting_their_next_are_only_scheduled_rescheduled_tries_of_that_
     assert len([s for s in statements if "task_instance" in s]) == 2
 
 
-def test_try_states_are_each_named_tries_own_row_one_select_per_hundred(rows: sqlite3.Connection) -> None:
-    for i in range(120):
+def test_try_states_are_each_named_tries_own_row_one_select_per_two_hundred(rows: sqlite3.Connection) -> None:
+    for i in range(220):
         add_ti(rows, "mapped", "run_a", i, state="running" if i % 2 else "success", try_number=2)
         add_ti(rows, "mapped", "run_b", i, state="failed")  # the same tasks in another run: near misses
     add_ti(rows, "retried", "run_a", -1, state="queued", try_number=3)
     add_ti(rows, "reset", "run_a", -1, state=None)
-    named = [(DAG, "mapped", "run_a", i, 2) for i in range(120)]
+    named = [(DAG, "mapped", "run_a", i, 2) for i in range(220)]
     named += [(DAG, "retried", "run_a", -1, 2)]  # the row moved on to try 3: it speaks for that try only
     named += [(DAG, "reset", "run_a", -1, 1), (DAG, "absent", "run_a", -1, 1)]
 
     with selects() as statements:
         found = metadata_db.try_states(named)
 
-    expected = {(DAG, "mapped", "run_a", i, 2): "running" if i % 2 else "success" for i in range(120)}
+    expected = {(DAG, "mapped", "run_a", i, 2): "running" if i % 2 else "success" for i in range(220)}
     assert found == expected | {(DAG, "reset", "run_a", -1, 1): None}
-    assert len([s for s in statements if "task_instance" in s]) == 2  # 123 named: two statements
+    assert len([s for s in statements if "task_instance" in s]) == 2  # 223 named: two statements
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "_rows_query",
+        "_states_query",
+        pytest.param(
+            "_pokes_query", marks=pytest.mark.skipif(not AIRFLOW_V3, reason="the poke check is Airflow 3 only")
+        ),
+    ],
+)
+def test_tries_are_found_through_the_unique_index_not_a_table_scan(rows: sqlite3.Connection, query: str) -> None:
+    """A row-value IN is a full scan of task_instance on SQLite (the table every task run ever
+    left); the reads run every heartbeat, so each must seek the (dag_id, task_id, run_id,
+    map_index) index."""
+    from sqlalchemy.dialects import sqlite
+
+    (size, params), *_ = metadata_db._some_of([(DAG, "t", "r", i) for i in range(5)])
+    compiled = getattr(metadata_db, query)(size).compile(dialect=sqlite.dialect())
+    bound = compiled.construct_params(params)
+    values = [bound[name] for name in compiled.positiontup or []]
+    plan = " | ".join(str(row[-1]) for row in rows.execute(f"EXPLAIN QUERY PLAN {compiled}", values))
+    assert "SCAN task_instance" not in plan, plan
+    assert "USING INDEX" in plan

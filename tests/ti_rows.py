@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -51,3 +52,22 @@ def add_ti(db: sqlite3.Connection, task_id: str, run_id: str, map_index: int, **
         values["id"] = ti_id
     insert_row(db, "task_instance", values | columns)
     return ti_id
+
+
+@contextlib.contextmanager
+def selects() -> Iterator[list[str]]:
+    """The SELECT statements the metadata DB runs meanwhile."""
+    from airflow import settings
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    event.listen(settings.engine, "before_cursor_execute", seen)
+    try:
+        yield statements
+    finally:
+        event.remove(settings.engine, "before_cursor_execute", seen)
