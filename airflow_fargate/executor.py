@@ -563,9 +563,11 @@ class FargateExecutor(BaseExecutor):
             stats.incr(f"fargate.relaunch.{verdict.cause or 'other'}")
             self.tracker.prepare_relaunch(task.key, now + backoff_seconds(task.launches))
 
-    def _succeeded(self, task: TrackedTask) -> None:
-        if task.kind == work.TASK and AIRFLOW_V3:
-            self._successes.append((task.key, task.arn))  # reported after the batch (_report_successes)
+    def _succeeded(self, task: TrackedTask, maybe_a_poke: bool = True) -> None:
+        """A try's container exited 0, or its row says it ended. On Airflow 3 one that may have
+        been a sensor's poke is reported after the batch (_report_successes checks the pokes)."""
+        if maybe_a_poke and task.kind == work.TASK and AIRFLOW_V3:
+            self._successes.append((task.key, task.arn))
         else:
             self.success(task.key, task.arn)
 
@@ -573,7 +575,8 @@ class FargateExecutor(BaseExecutor):
         """Tries whose own row says they ended (success, skipped, deferred, up_for_reschedule):
         reported now, not when ECS stops their container (on Fargate, tens of seconds later).
         The container finishes on its own (callbacks, the remote log upload); the orphan sweep
-        stops one still up RETIRED_GRACE_SECONDS later."""
+        stops one still up RETIRED_GRACE_SECONDS later. Only a poke (up_for_reschedule) can be
+        SCHEDULED for its next poke by the time Airflow reads the report: only pokes are checked."""
         now = self._clock()
         for arn in ended.arns:
             task = self.tracker.by_arn(arn)
@@ -581,7 +584,7 @@ class FargateExecutor(BaseExecutor):
                 continue
             self.tracker.retire(task.key, now)
             self.log.debug("%s ended (its task instance row says so); ECS task %s exits on its own.", task.key, arn)
-            self._succeeded(task)
+            self._succeeded(task, maybe_a_poke=arn in ended.pokes)
 
     def _requeue_try(self, key: Any) -> str | None:
         """Make the try startable again before relaunching it (None = go ahead, else why not)."""

@@ -22,6 +22,7 @@ started the budget, not the heartbeat, sets the pace.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import statistics
 import threading
@@ -38,10 +39,14 @@ from airflow_fargate.try_reports import Report
 
 @dataclass(frozen=True)
 class Ended:
-    """ARNs whose try's row says it ended (success, skipped, deferred, up_for_reschedule)."""
+    """ARNs whose try's row says it ended (success, skipped, deferred, up_for_reschedule), and
+    which of them were a sensor's poke (up_for_reschedule)."""
 
     arns: frozenset[str]
+    pokes: frozenset[str] = frozenset()
 
+
+log = logging.getLogger(__name__)
 
 Answer = DescribeResult | Ended | Exception
 ReadReports = Callable[[Mapping[str, Any]], Mapping[str, Report]]
@@ -104,7 +109,7 @@ class PollSchedule:
             return self.running_interval
         if watch.report is Report.FAILED:
             return self.min_interval
-        if watch.report is Report.ENDED:
+        if watch.report is not None and watch.report.ended:
             return math.inf
         quiet = now - watch.changed_at
         return min(self.max_interval, max(self.min_interval, quiet * QUIET_FRACTION))
@@ -126,7 +131,7 @@ class PollSchedule:
                 rest = sorted(
                     (w.polled_at, arn)
                     for arn, w in watches.items()
-                    if arn not in chosen_set and w.report is not Report.ENDED
+                    if arn not in chosen_set and not (w.report is not None and w.report.ended)
                 )
                 due.extend(arn for _, arn in rest[:room])
             chosen = due
@@ -264,12 +269,18 @@ class Poller:
         while (round_ := self._next_round()) is not None:
             everything, keys = round_
             started = self._clock()
-            reports = self._read_reports(keys) if self._read_reports is not None and keys else {}
+            reports: Mapping[str, Report] = {}
+            if self._read_reports is not None and keys:
+                try:
+                    reports = self._read_reports(keys)
+                except Exception:  # TryReports does not raise; should a reader, ECS is asked instead
+                    log.exception("FargateExecutor: reading the tries' task instance rows failed")
             with self._cond:
                 self._schedule.note_reports(reports)
-                ended = frozenset(arn for arn, report in reports.items() if report is Report.ENDED)
+                ended = frozenset(arn for arn, report in reports.items() if report.ended)
                 if ended:
-                    self._answers.append(Ended(ended))
+                    pokes = frozenset(arn for arn in ended if reports[arn] is Report.RESCHEDULED)
+                    self._answers.append(Ended(ended, pokes))
                 batches = self._schedule.plan(self._clock(), everything=everything)
             try:
                 wait([self._pool.submit(self._describe_one, batch) for batch in batches])

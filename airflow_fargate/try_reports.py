@@ -34,8 +34,13 @@ class Report(enum.Enum):
 
     STARTING = "starting"  # queued: the container has not started the try yet
     RUNNING = "running"  # the try runs and reports to Airflow itself
-    ENDED = "ended"  # ended without failing (success, skipped, deferred, up_for_reschedule): report it now
+    ENDED = "ended"  # ended without failing (success, skipped, deferred): report it now
+    RESCHEDULED = "rescheduled"  # a reschedule-mode sensor's poke ended: report it now, as Airflow allows
     FAILED = "failed"  # failed or up for retry: the container's exit says how (exit code, output, Spot)
+
+    @property
+    def ended(self) -> bool:
+        return self in (Report.ENDED, Report.RESCHEDULED)
 
 
 _REPORTS = {
@@ -44,7 +49,7 @@ _REPORTS = {
     "success": Report.ENDED,
     "skipped": Report.ENDED,
     "deferred": Report.ENDED,
-    "up_for_reschedule": Report.ENDED,
+    "up_for_reschedule": Report.RESCHEDULED,
     "failed": Report.FAILED,
     "up_for_retry": Report.FAILED,
     "upstream_failed": Report.FAILED,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import shutil
 import sys
@@ -159,6 +160,12 @@ class MotoEcs:
 
     def all_task_arns(self) -> list[str]:
         return [arn for tasks in self.backend().tasks.values() for arn in tasks]
+
+
+def epoch(value: Any) -> float:
+    """A datetime column as SQLite returns it (UTC, naive text) in epoch seconds."""
+    when = value if isinstance(value, datetime.datetime) else datetime.datetime.fromisoformat(str(value))
+    return (when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)).timestamp()
 
 
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from airflow_fargate.compat import AIRFLOW_V3
+from airflow_fargate.local.faults import Faults
 from airflow_fargate.local.stack import AirflowStack
-from tests.helpers import adopted_command, e2e_stack
+from tests.helpers import adopted_command, e2e_stack, epoch, wait_until
 
 pytestmark = [
     pytest.mark.e2e,
@@ -22,9 +23,18 @@ pytestmark = [
 DAG_ID, RUN_ID = "e2e_airflow2", "e2e-airflow2"
 
 
+DEPROVISION_SECONDS = 20.0  # as on Fargate: seconds between a container's exit and STOPPED
+
+
 @pytest.fixture(scope="module")
 def stack() -> Iterator[AirflowStack]:
-    with e2e_stack(["tests/e2e_dags_airflow2/e2e_airflow2.py"], {DAG_ID: RUN_ID}) as running:
+    """One executor slot and slow STOPPEDs: a slot frees when the try reports its end."""
+    with e2e_stack(
+        ["tests/e2e_dags_airflow2/e2e_airflow2.py"],
+        {DAG_ID: RUN_ID},
+        {"AIRFLOW__CORE__PARALLELISM": "1"},
+        faults=Faults(deprovision_delay_s=DEPROVISION_SECONDS),
+    ) as running:
         yield running
 
 
@@ -38,6 +48,22 @@ def test_airflow2_dag_runs_tasks_as_ecs_tasks(stack):
     assert "FARGATE_GREETING=hello from airflow 2" in stack.container_output(rows["total"].external_executor_id)
     started = stack.stats()["containers_started"]
     assert started == 3  # one container per try: nothing launched twice
+
+
+def test_a_try_that_wrote_its_success_frees_its_slot_before_ecs_stops_its_container(stack):
+    """Airflow 2 tasks write their own row too: with one executor slot, the next try is queued
+    while the first try's container still deprovisions."""
+    stack.wait_for_run(DAG_ID, RUN_ID)
+    rows = stack._query(
+        "SELECT task_id, queued_dttm FROM task_instance WHERE dag_id = :d AND run_id = :r ORDER BY queued_dttm",
+        d=DAG_ID,
+        r=RUN_ID,
+    )
+    (first, _), (second, queued) = rows[0], rows[1]
+    stopped = wait_until(
+        lambda: stack.stats()["stopped_at"].get(f"{DAG_ID}|{first}|{RUN_ID}|-1"), 120, f"{first} container STOPPED"
+    )
+    assert epoch(queued) < stopped, (first, second, epoch(queued), stopped)
 
 
 def test_adopted_try_command_is_rebuilt_from_its_db_row(stack):

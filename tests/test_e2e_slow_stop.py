@@ -13,16 +13,14 @@ Containers are counted per try from the endpoint.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from airflow_fargate.compat import AIRFLOW_V3
 from airflow_fargate.local.faults import Faults
 from airflow_fargate.local.stack import AirflowStack
-from tests.helpers import e2e_stack, wait_until
+from tests.helpers import e2e_stack, epoch, wait_until
 
 pytestmark = [
     pytest.mark.e2e,
@@ -55,12 +53,6 @@ def describes_only() -> Iterator[AirflowStack]:
         faults=Faults(deprovision_delay_s=RACE_DEPROVISION_SECONDS),
     ) as running:
         yield running
-
-
-def epoch(value: Any) -> float:
-    """A datetime column as SQLite returns it (UTC, naive text) in epoch seconds."""
-    when = value if isinstance(value, datetime.datetime) else datetime.datetime.fromisoformat(str(value))
-    return (when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)).timestamp()
 
 
 def test_a_tries_slot_is_free_when_it_reports_its_end_not_when_ecs_stops_its_container(one_slot):

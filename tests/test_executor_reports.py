@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from airflow.utils.state import TaskInstanceState
 
+from airflow_fargate.compat import AIRFLOW_V3
 from airflow_fargate.executor import FargateExecutor
+from airflow_fargate.poller import Ended
 from tests.executor_harness import FakeClock, calls, queue
 from tests.helpers import CONTAINER, MotoEcs, make_workload, minimal_config
-from tests.ti_rows import DAG, add_ti
+from tests.ti_rows import DAG, add_ti, insert_row, selects
 
 
 def heartbeats_until(executor: FargateExecutor, wanted: Any, timeout: float = 20) -> dict[Any, Any]:
@@ -100,3 +102,21 @@ def test_a_container_that_died_without_its_try_reporting_is_found_by_describing(
     ecs.set_state(arn, "STOPPED", exit_codes={CONTAINER: 137})  # the row still says running
     seen = heartbeats_until(quick_check, lambda events: events.get(key, (None,))[0] == TaskInstanceState.FAILED)
     assert f"{CONTAINER} exit 137" in str(seen[key][1])
+
+
+@pytest.mark.skipif(not AIRFLOW_V3, reason="the poke check is Airflow 3 only")
+def test_only_a_poke_is_checked_before_it_is_reported_and_one_already_scheduled_is_not(executor, ecs, rows):
+    """A poke's row may be SCHEDULED for the next poke by the time Airflow would read its report,
+    which Airflow 3.3 takes for a task killed externally: the report is dropped. A success is
+    reported without that check (its row cannot go back to SCHEDULED for the same try)."""
+    poke, poke_arn = launched(executor, ecs, rows, "sensor")
+    done, done_arn = launched(executor, ecs, rows, "plain")
+    ti_id = rows.execute("SELECT id FROM task_instance WHERE dag_id = ? AND task_id = 'sensor'", [DAG]).fetchone()[0]
+    set_row(rows, "sensor", "scheduled")  # the round read up_for_reschedule; the scheduler moved on
+    insert_row(rows, "task_reschedule", {"ti_id": ti_id})
+    with selects() as statements:
+        executor._apply_ended(Ended(frozenset({poke_arn, done_arn}), pokes=frozenset({poke_arn})))
+        executor._report_successes()
+    assert executor.get_event_buffer() == {done: (TaskInstanceState.SUCCESS, done_arn)}
+    assert poke not in executor.running
+    assert len([s for s in statements if "task_reschedule" in s]) == 1  # one check, for the poke

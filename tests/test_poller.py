@@ -261,17 +261,34 @@ def test_a_round_hands_over_ended_tries_without_describing_them():
 
     def read_reports(keys_by_arn):
         read.append(dict(keys_by_arn))
-        return {"done": Report.ENDED, "busy": Report.RUNNING, "broke": Report.FAILED}
+        return {"done": Report.ENDED, "poked": Report.RESCHEDULED, "busy": Report.RUNNING, "broke": Report.FAILED}
 
     poller = Poller(describe, read_reports=read_reports)
-    poller.track({"done": "k1", "busy": "k2", "broke": "k3"})
+    poller.track({"done": "k1", "busy": "k2", "broke": "k3", "poked": "k4"})
     answers: list = []
     wait_for(lambda: any(isinstance(a, DescribeResult) for a in answers.extend(poller.take()) or answers))
     poller.shutdown()
     ended = [a for a in answers if isinstance(a, Ended)]
-    assert ended and ended[0].arns == {"done"}
-    assert read[0] == {"done": "k1", "busy": "k2", "broke": "k3"}
-    assert "broke" in described_arns and "done" not in described_arns
+    assert ended and (ended[0].arns, ended[0].pokes) == ({"done", "poked"}, {"poked"})
+    assert read[0] == {"done": "k1", "busy": "k2", "broke": "k3", "poked": "k4"}
+    assert "broke" in described_arns and not {"done", "poked"} & set(described_arns)
+
+
+@pytest.mark.timeout(30)
+def test_a_reader_that_raises_costs_only_the_rows_and_ecs_is_asked_instead():
+    described_arns: list[str] = []
+
+    def describe(arns):
+        described_arns.extend(arns)
+        return described(dict.fromkeys(arns, "RUNNING"))
+
+    def broken(keys_by_arn):
+        raise RuntimeError("reader bug")
+
+    poller = Poller(describe, read_reports=broken)
+    poller.track({"a": "k"})
+    wait_for(lambda: "a" in described_arns)
+    poller.shutdown()
 
 
 # ---- the describe budget --------------------------------------------------------------------------

@@ -20,7 +20,7 @@ KEY = TaskInstanceKey("dag", "task", "run", 2, 5)  # dag_id, task_id, run_id, tr
         ("success", Report.ENDED),
         ("skipped", Report.ENDED),
         ("deferred", Report.ENDED),
-        ("up_for_reschedule", Report.ENDED),
+        ("up_for_reschedule", Report.RESCHEDULED),  # ended too, as a poke
         ("failed", Report.FAILED),
         ("up_for_retry", Report.FAILED),
         ("upstream_failed", Report.FAILED),
@@ -33,6 +33,10 @@ KEY = TaskInstanceKey("dag", "task", "run", 2, 5)  # dag_id, task_id, run_id, tr
 )
 def test_each_state_a_row_can_be_in_maps_to_what_it_says_of_the_container(state, report):
     assert report_of(state) is report
+
+
+def test_a_poke_has_ended_as_much_as_a_success():
+    assert [report.ended for report in Report] == [False, False, True, True, False]
 
 
 def test_only_task_tries_have_a_row():
