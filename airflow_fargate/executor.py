@@ -8,7 +8,6 @@ turns the verdicts into Airflow events. sync() never raises: one task's problem 
 from __future__ import annotations
 
 import functools
-import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +40,7 @@ from airflow_fargate.log_view import build_task_output
 from airflow_fargate.logs import CloudWatchLogReader, FailureOutput, TaskOutput
 from airflow_fargate.ownership import ownership_tags, started_by
 from airflow_fargate.poller import Ended, Poller
+from airflow_fargate.quiet_start import AfterFirstLaunches
 from airflow_fargate.run_task import RunTaskKwargsBuilder, names_launch_capacity
 from airflow_fargate.settings import ExecutorSettings, load_settings, option_label
 from airflow_fargate.startup_error import raised_at_start
@@ -126,19 +126,18 @@ class FargateExecutor(BaseExecutor):
             if health is not None:
                 health.result()
             metrics.result()
-        # beside the first heartbeats, not in start(): it can only warn, and takes two round trips
-        self._tagging_probe: threading.Thread | None = None
-        if settings.check_health_on_startup:
-            self._tagging_probe = threading.Thread(
-                target=self._probe_tagging, daemon=True, name="fargate-tagging-probe"
-            )
-            self._tagging_probe.start()
         self.tracker = Tracker(settings.max_run_task_attempts, start_timeout_seconds=settings.task_start_timeout)
         self.log_reader = CloudWatchLogReader(self._aws_target, settings.region_name)
         self.output = TaskOutput(self.ecs, self.log_reader, settings.container_name)
         self.failure_output = FailureOutput(self.output)
         self.launcher = Launcher(self._run_task, rate=settings.run_task_rate, burst=settings.run_task_burst)
         self.launcher.start_workers()
+        # not in start() and not in the first launches' way: it can only warn, and takes two round trips
+        self._tagging_probe: AfterFirstLaunches | None = None
+        if settings.check_health_on_startup:
+            self._tagging_probe = AfterFirstLaunches(
+                self._probe_tagging, "fargate-tagging-probe", lambda: self.launcher.in_flight > 0
+            )
         self.poller = Poller(
             self._describe,
             read_reports=TryReports() if settings.read_task_states else None,
@@ -279,6 +278,8 @@ class FargateExecutor(BaseExecutor):
             self.log.exception("FargateExecutor: the orphan sweep failed; will retry next round.")
         self._release_failures()
         self._task_events.release_saved()
+        if self._tagging_probe is not None:
+            self._tagging_probe.poll()
         stats.gauge("fargate.tasks.pending", sum(1 for _ in self.tracker.waiting_for_launch()))
         stats.gauge("fargate.tasks.running", self.tracker.watched_count)
 

@@ -63,9 +63,9 @@ def test_end_and_terminate_after_a_failed_start_add_nothing_to_its_error(monkeyp
     assert capfd.readouterr() == ("", "")
 
 
-def test_the_tagging_probe_warns_beside_the_first_heartbeats(monkeypatch, ecs, capfd):
-    """The tagging probe (two round trips, and it can only warn) is not in start()'s way, and
-    still says what is wrong; start()'s helper threads are gone once end() returns."""
+def test_the_tagging_probe_warns_after_the_first_launches(monkeypatch, ecs, capfd):
+    """The tagging probe (two round trips, and it can only warn) is neither in start()'s way nor in
+    the first launches', and still says what is wrong; start()'s helper threads are gone once end() returns."""
     from botocore.exceptions import ClientError
 
     minimal_config(monkeypatch, check_health_on_startup="True")
@@ -88,6 +88,8 @@ def test_the_tagging_probe_warns_beside_the_first_heartbeats(monkeypatch, ecs, c
         lambda client, cluster: check_tagging_permission(Refusing(), cluster),
     )
     executor.start()
+    assert not executor._tagging_probe.started  # not in start(): in the first heartbeat without launches
+    executor.sync()
     executor._tagging_probe.join(10)
     assert "FargateExecutor health check: task tagging: ecs:TagResource was refused" in capfd.readouterr().out
     executor.end()
