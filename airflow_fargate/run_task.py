@@ -291,6 +291,7 @@ class RunTaskKwargsBuilder:
         # with owner tags: the next differ only in their command and tag values, both well-formed
         # by construction, so botocore's validation (most of a build's CPU) is not run again.
         self._valid_launches: set[str | None] = set()
+        self._static_bases: dict[str | None, dict[str, Any]] = {}  # see _base
         self._warned: set[str] = set()
         self.router = QueueRouter(settings.queue_profiles, settings.default_queue, option_label("queue_profiles"))
         self._profiles = {
@@ -380,6 +381,16 @@ class RunTaskKwargsBuilder:
         return result
 
     def _base(self, command: Sequence[str], profile: str | None) -> dict[str, Any]:
+        """The configured layers merged (never mutated: deep_merge copies). Without an
+        execution_config_function they are the same for every launch of a profile: merged and
+        checked once, not on every launch worker call."""
+        if self._custom is not None:
+            return self._merged_layers(command, profile)
+        if profile not in self._static_bases:
+            self._static_bases[profile] = self._merged_layers(command, profile)
+        return self._static_bases[profile]
+
+    def _merged_layers(self, command: Sequence[str], profile: str | None) -> dict[str, Any]:
         layers = self._configured_layers(command, profile)
         merged: dict[str, Any] = {}
         for index, (name, layer) in enumerate(layers):

@@ -167,6 +167,21 @@ def test_builds_do_not_leak_into_each_other(monkeypatch):
     assert container(second)["command"] == ["other"]
 
 
+def test_launches_sharing_the_configured_layers_do_not_share_their_kwargs(monkeypatch):
+    """The configured layers are merged once per queue profile; every launch still gets kwargs of
+    its own, so a launch (or botocore) changing one cannot change the next."""
+    b = builder(monkeypatch, run_task_kwargs=RTK, queue_profiles='{"large": {"cpu": 4096, "memory": 16384}}')
+    first = b.build(CMD, None, OWNER_TAGS, "large")
+    container(first)["memory"] = 1
+    first["overrides"]["containerOverrides"].append({"name": "sidecar"})
+    first["tags"].clear()
+    second = b.build(["other"], None, OWNER_TAGS, "large")
+    assert container(second)["memory"] == 16384 and container(second)["command"] == ["other"]
+    assert [c["name"] for c in second["overrides"]["containerOverrides"]] == ["base"]
+    assert second["tags"]
+    assert container(b.build(CMD, None, OWNER_TAGS))["memory"] == 1024  # the default queue's own base
+
+
 def test_deep_merge_is_pure():
     base = {"a": {"b": [1]}, "c": [{"name": "x", "v": 1}]}
     overlay = {"a": {"d": 2}, "c": [{"name": "x", "w": 2}, {"name": "y"}]}
