@@ -9,7 +9,10 @@ Each run is a fresh subprocess (so CPU and peak RSS are one executor's) against 
 with what a scheduler process has (a migrated metadata DB, Airflow's models loaded), driven as
 the scheduler drives an executor: heartbeat(), read the event buffer, sleep out the
 rest of the second. Runs alternate (A/B, then B/A, ...) in one invocation; the table shows
-medians over the pairs and ours/provider ratios, then the targets verdict.
+medians over the pairs and ours/provider ratios, then the targets verdict. Tasks start 0.2-1.2 s
+after RunTask (--provision-jitter), as ECS's vary. The launch floor is the quota's above its
+burst ((N - burst) / rate + one call's latency) and, where the quota does not bind, the measured
+time of a raw client sending all N RunTasks at once on the same endpoint (median of three).
 
     python benchmarks/executor_bench.py                       # N = 100, 500, 2000; 3 pairs
     python benchmarks/executor_bench.py --n 10000 --pairs 1   # make bench-large
