@@ -82,24 +82,20 @@ def _some_of(identities: Collection[tuple[str, str, str, int]], per: int = 100) 
         yield size, params
 
 
-@functools.cache
-def _rows_query(size: int) -> Any:
+def _select_named(*columns: str) -> Any:
+    """SELECT the identity columns (dag_id, task_id, run_id, map_index) and ``columns`` of
+    task_instance."""
     from airflow.models.taskinstance import TaskInstance
     from sqlalchemy import select
 
-    return select(
-        TaskInstance.dag_id,
-        TaskInstance.task_id,
-        TaskInstance.run_id,
-        TaskInstance.map_index,
-        TaskInstance.state,
-        TaskInstance.try_number,
-        TaskInstance.external_executor_id,
-        TaskInstance.queued_by_job_id,
-        TaskInstance.executor_config,
-        TaskInstance.queue,
-        TaskInstance.end_date,
-    ).where(_named(size))
+    names = ("dag_id", "task_id", "run_id", "map_index", *columns)
+    return select(*(getattr(TaskInstance, name) for name in names))
+
+
+@functools.cache
+def _rows_query(size: int) -> Any:
+    columns = ("state", "try_number", "external_executor_id", "queued_by_job_id", "executor_config", "queue")
+    return _select_named(*columns, "end_date").where(_named(size))
 
 
 def load_rows(identities: Iterable[TryIdentity]) -> dict[tuple[str, str, str, int], TryRow]:
@@ -128,17 +124,7 @@ def load_rows(identities: Iterable[TryIdentity]) -> dict[tuple[str, str, str, in
 
 @functools.cache
 def _states_query(size: int) -> Any:
-    from airflow.models.taskinstance import TaskInstance
-    from sqlalchemy import select
-
-    return select(
-        TaskInstance.dag_id,
-        TaskInstance.task_id,
-        TaskInstance.run_id,
-        TaskInstance.map_index,
-        TaskInstance.try_number,
-        TaskInstance.state,
-    ).where(_named(size))
+    return _select_named("try_number", "state").where(_named(size))
 
 
 def try_states(identities: Collection[TryIdentity]) -> dict[TryIdentity, str | None]:
@@ -209,15 +195,9 @@ def claim_try(identity: TryIdentity, arn: str, previous_job: str | None, our_job
 def _pokes_query(size: int) -> Any:
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.taskreschedule import TaskReschedule
-    from sqlalchemy import exists, select
+    from sqlalchemy import exists
 
-    return select(
-        TaskInstance.dag_id,
-        TaskInstance.task_id,
-        TaskInstance.run_id,
-        TaskInstance.map_index,
-        TaskInstance.try_number,
-    ).where(
+    return _select_named("try_number").where(
         _named(size),
         TaskInstance.state == "scheduled",
         TaskInstance.next_method.is_(None),  # a deferral's resume: Airflow handles that one itself

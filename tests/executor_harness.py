@@ -26,18 +26,18 @@ def ecs():
         yield world
 
 
-@pytest.fixture
-def executor(monkeypatch, ecs: MotoEcs) -> FargateExecutor:
-    minimal_config(
-        monkeypatch,
-        check_health_on_startup="True",
-        subnets=",".join(ecs.subnets),
-        security_groups=ecs.security_group,
-    )
+def started_executor(monkeypatch, ecs: MotoEcs, **config: str) -> FargateExecutor:
+    """A started executor on the moto world's network, its clock a FakeClock."""
+    minimal_config(monkeypatch, subnets=",".join(ecs.subnets), security_groups=ecs.security_group, **config)
     ex = FargateExecutor()
     ex._clock = FakeClock()
     ex.start()
     return ex
+
+
+@pytest.fixture
+def executor(monkeypatch, ecs: MotoEcs) -> FargateExecutor:
+    return started_executor(monkeypatch, ecs, check_health_on_startup="True")
 
 
 def queue(executor: FargateExecutor, *workloads: Any) -> list[TaskInstanceKey]:

@@ -15,8 +15,8 @@ from airflow.utils.state import TaskInstanceState
 from airflow_fargate.compat import AIRFLOW_V3
 from airflow_fargate.executor import FargateExecutor
 from airflow_fargate.poller import Ended
-from tests.executor_harness import FakeClock, calls, queue
-from tests.helpers import CONTAINER, MotoEcs, make_workload, minimal_config
+from tests.executor_harness import calls, queue, started_executor
+from tests.helpers import CONTAINER, MotoEcs, make_workload
 from tests.ti_rows import DAG, add_ti, insert_row, selects
 
 
@@ -85,16 +85,7 @@ def test_a_try_whose_row_says_it_failed_is_reported_with_its_containers_exit(exe
 @pytest.fixture
 def quick_check(monkeypatch, ecs: MotoEcs) -> FargateExecutor:
     """An executor that describes a running try every 2 s (running_check_interval)."""
-    minimal_config(
-        monkeypatch,
-        running_check_interval="2",
-        subnets=",".join(ecs.subnets),
-        security_groups=ecs.security_group,
-    )
-    ex = FargateExecutor()
-    ex._clock = FakeClock()
-    ex.start()
-    return ex
+    return started_executor(monkeypatch, ecs, running_check_interval="2")
 
 
 def test_a_container_that_died_without_its_try_reporting_is_found_by_describing(quick_check, ecs, rows):
