@@ -136,7 +136,7 @@ class FargateExecutor(BaseExecutor):
         self._tagging_probe: AfterFirstLaunches | None = None
         if settings.check_health_on_startup:
             self._tagging_probe = AfterFirstLaunches(
-                self._probe_tagging, "fargate-tagging-probe", lambda: self.launcher.in_flight > 0
+                self._probe_tagging, "fargate-tagging-probe", lambda: self.launcher.in_flight > 0, clock=self._clock
             )
         self.poller = Poller(
             self._describe,

@@ -94,8 +94,9 @@ def _select_named(*columns: str) -> Any:
 
 @functools.cache
 def _rows_query(size: int) -> Any:
-    columns = ("state", "try_number", "external_executor_id", "queued_by_job_id", "executor_config", "queue")
-    return _select_named(*columns, "end_date").where(_named(size))
+    return _select_named(
+        "state", "try_number", "external_executor_id", "queued_by_job_id", "executor_config", "queue", "end_date"
+    ).where(_named(size))
 
 
 def load_rows(identities: Iterable[TryIdentity]) -> dict[tuple[str, str, str, int], TryRow]:

@@ -66,6 +66,11 @@ class _Watch:
     report: Report | None = None
 
 
+def _has_ended(report: Report | None) -> bool:
+    """The row said the try ended: its task is never described again."""
+    return report is not None and report.ended
+
+
 class PollSchedule:
     """Which tracked ARNs a round describes. Pure: the caller passes the time."""
 
@@ -109,7 +114,7 @@ class PollSchedule:
             return self.running_interval
         if watch.report is Report.FAILED:
             return self.min_interval
-        if watch.report is not None and watch.report.ended:
+        if _has_ended(watch.report):
             return math.inf
         quiet = now - watch.changed_at
         return min(self.max_interval, max(self.min_interval, quiet * QUIET_FRACTION))
@@ -131,7 +136,7 @@ class PollSchedule:
                 rest = sorted(
                     (w.polled_at, arn)
                     for arn, w in watches.items()
-                    if arn not in chosen_set and not (w.report is not None and w.report.ended)
+                    if arn not in chosen_set and not _has_ended(w.report)
                 )
                 due.extend(arn for _, arn in rest[:room])
             chosen = due
