@@ -128,19 +128,34 @@ def _states_query(size: int) -> Any:
     return _select_named("try_number", "state").where(_named(size))
 
 
+@functools.cache
+def _driver_sql(dialect: Any, size: int) -> tuple[str, tuple[str, ...] | None]:
+    """``_states_query(size)`` as this DB driver's own SQL, and the order of its parameters if
+    the driver's are positional. Compiled once per size: SQLAlchemy's per-execution work (800
+    bound parameters, typed rows) costs three times what SQLite takes to answer, every round."""
+    compiled = _states_query(size).compile(dialect=dialect)
+    return compiled.string, tuple(compiled.positiontup or ()) if compiled.positional else None
+
+
 def try_states(identities: Collection[TryIdentity]) -> dict[TryIdentity, str | None]:
     """The state each named try's row reports now. A try whose row is gone or has moved on to
     another try number is left out: only its own row speaks for a try."""
     from airflow.utils.session import create_session
 
+    with create_session() as session:
+        return states_on(session.connection(), identities)
+
+
+def states_on(connection: Any, identities: Collection[TryIdentity]) -> dict[TryIdentity, str | None]:
+    """``try_states`` on this SQLAlchemy connection."""
     tries = {identity[:4]: identity[4] for identity in identities}
     found: dict[TryIdentity, str | None] = {}
-    with create_session() as session:
-        for size, params in _some_of(tries.keys(), per=TRY_STATES_PER_STATEMENT):
-            for dag_id, task_id, run_id, map_index, try_number, state in session.execute(_states_query(size), params):
-                if tries.get((dag_id, task_id, run_id, map_index)) == try_number:
-                    value = getattr(state, "value", state)  # an enum on Airflow 3, a string on 2
-                    found[(dag_id, task_id, run_id, map_index, try_number)] = None if value is None else str(value)
+    for size, params in _some_of(tries.keys(), per=TRY_STATES_PER_STATEMENT):
+        sql, order = _driver_sql(connection.dialect, size)
+        bound = params if order is None else tuple(params[name] for name in order)
+        for dag_id, task_id, run_id, map_index, try_number, state in connection.exec_driver_sql(sql, bound).fetchall():
+            if tries.get((dag_id, task_id, run_id, map_index)) == try_number:
+                found[(dag_id, task_id, run_id, map_index, try_number)] = None if state is None else str(state)
     return found
 
 

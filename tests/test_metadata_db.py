@@ -99,3 +99,37 @@ def test_tries_are_found_through_the_unique_index_not_a_table_scan(rows: sqlite3
     plan = " | ".join(str(row[-1]) for row in rows.execute(f"EXPLAIN QUERY PLAN {compiled}", values))
     assert "SCAN task_instance" not in plan, plan
     assert "USING INDEX" in plan
+
+
+def test_try_states_read_the_same_on_postgres_whose_driver_names_its_parameters() -> None:
+    """The states are read with the DB driver's own SQL (compiled once per statement size): on
+    PostgreSQL (psycopg2's named %(d0)s parameters), as on SQLite (positional ?)."""
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine
+
+    from tests.postgres import postgres_server
+
+    with postgres_server() as url:
+        engine = create_engine(url)
+        table = Table(  # the columns the read names, under the real table's name
+            TaskInstance.__tablename__,
+            MetaData(),
+            *(Column(name, String(250)) for name in ("dag_id", "task_id", "run_id", "state")),
+            Column("map_index", Integer),
+            Column("try_number", Integer),
+        )
+        rows = [
+            {"dag_id": DAG, "task_id": "t", "run_id": "r", "map_index": i, "try_number": 2, "state": "running"}
+            for i in range(150)
+        ]
+        rows[7]["state"] = "success"
+        rows[8]["try_number"] = 3  # moved on: it speaks for try 3 only
+        with engine.begin() as connection:
+            table.create(connection)
+            connection.execute(table.insert(), rows)
+            found = metadata_db.states_on(
+                connection, [(DAG, "t", "r", i, 2) for i in range(150)] + [(DAG, "x", "r", -1, 1)]
+            )
+        engine.dispose()
+
+    assert found == {(DAG, "t", "r", i, 2): "success" if i == 7 else "running" for i in range(150) if i != 8}
