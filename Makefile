@@ -82,7 +82,7 @@ $(BENCH_VENV)/.installed: setup.cfg pyproject.toml
 # Both executors at their default settings, alternating A/B pairs, medians and ratios, then the
 # targets verdict: the executor driven directly (benchmarks/executor_bench.py, N = 100/500/2000),
 # then a real scheduler running a DAG of 300 mapped tasks (benchmarks/dag_bench.py, bench-dag).
-# bench-large is N = 10,000 (about an hour).
+# bench-large is N = 10,000 (one pair, about half an hour).
 DAG_BENCH_ARGS ?=
 bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python benchmarks/executor_bench.py $(BENCH_ARGS)
