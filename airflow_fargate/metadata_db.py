@@ -10,7 +10,7 @@ columns on Airflow 2.10+ and 3.x.
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ ACTIVE_STATES = ("queued", "running")  # a try some executor is (or should be) r
 # The tries' states are read every poll round: 200 a statement (800 bound parameters, within the
 # 999 of older SQLite builds) keeps a scheduler running 200 tasks at one statement a round.
 TRY_STATES_PER_STATEMENT = 200
+IDS_PER_STATEMENT = 500  # read by primary key (Airflow 3): one bound parameter a try
 
 
 @dataclass(frozen=True)
@@ -67,15 +68,21 @@ def _named(size: int) -> Any:
     )
 
 
-def _some_of(identities: Collection[tuple[str, str, str, int]], per: int = 100) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(size, parameters) of the clauses (``_named(size)``) naming these (distinct) task instances,
-    ``per`` at most a clause. A clause names a power of two of them (the last one repeated to fill
-    it): a handful of statements, each built and compiled once, serve every batch size."""
-    batch = sorted(identities)
+def _filled(items: Collection[Any], per: int) -> Iterator[tuple[int, list[Any]]]:
+    """(size, chunk) of these items sorted, ``per`` at most a chunk. A chunk holds a power of two
+    of them (the last one repeated to fill it): a handful of statements, each built and compiled
+    once, serve every batch size."""
+    batch = sorted(items)
     for start in range(0, len(batch), per):
         chunk = batch[start : start + per]
         size = min(per, 1 << (len(chunk) - 1).bit_length())
-        chunk += [chunk[-1]] * (size - len(chunk))
+        yield size, chunk + [chunk[-1]] * (size - len(chunk))
+
+
+def _some_of(identities: Collection[tuple[str, str, str, int]], per: int = 100) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(size, parameters) of the clauses (``_named(size)``) naming these (distinct) task instances,
+    ``per`` at most a clause."""
+    for size, chunk in _filled(identities, per):
         params: dict[str, Any] = {}
         for i, (dag_id, task_id, run_id, map_index) in enumerate(chunk):
             params.update({f"d{i}": dag_id, f"t{i}": task_id, f"r{i}": run_id, f"m{i}": map_index})
@@ -124,38 +131,98 @@ def load_rows(identities: Iterable[TryIdentity]) -> dict[tuple[str, str, str, in
 
 
 @functools.cache
-def _states_query(size: int) -> Any:
-    return _select_named("try_number", "state").where(_named(size))
+def _has_row_ids() -> bool:
+    """Airflow 3 gives each try's task instance row a primary key of its own (``id``, replaced
+    when the row is prepared for a new try); Airflow 2's rows have none."""
+    from airflow.models.taskinstance import TaskInstance
+
+    return "id" in TaskInstance.__table__.columns
 
 
 @functools.cache
-def _driver_sql(dialect: Any, size: int) -> tuple[str, tuple[str, ...] | None]:
-    """``_states_query(size)`` as this DB driver's own SQL, and the order of its parameters if
-    the driver's are positional. Compiled once per size: SQLAlchemy's per-execution work (800
-    bound parameters, typed rows) costs three times what SQLite takes to answer, every round."""
-    compiled = _states_query(size).compile(dialect=dialect)
+def _states_query(size: int) -> Any:
+    return _select_named("try_number", "state", *(("id",) if _has_row_ids() else ())).where(_named(size))
+
+
+@functools.cache
+def _states_by_id_query(size: int) -> Any:
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import bindparam, select
+
+    return select(TaskInstance.id, TaskInstance.try_number, TaskInstance.state).where(
+        TaskInstance.id.in_([bindparam(f"i{i}") for i in range(size)])
+    )
+
+
+@functools.cache
+def _driver_sql(dialect: Any, query: Callable[[int], Any], size: int) -> tuple[str, tuple[str, ...] | None]:
+    """``query(size)`` as this DB driver's own SQL, and the order of its parameters if the
+    driver's are positional. Compiled once per size: SQLAlchemy's per-execution work (800 bound
+    parameters, typed rows) costs three times what SQLite takes to answer, every round."""
+    compiled = query(size).compile(dialect=dialect)
     return compiled.string, tuple(compiled.positiontup or ()) if compiled.positional else None
 
 
-def try_states(identities: Collection[TryIdentity]) -> dict[TryIdentity, str | None]:
+def _fetch(
+    connection: Any, query: Callable[[int], Any], batches: Iterable[tuple[int, dict[str, Any]]]
+) -> Iterator[Any]:
+    """The rows of ``query`` for each (size, parameters) batch, through the driver's own SQL."""
+    for size, params in batches:
+        sql, order = _driver_sql(connection.dialect, query, size)
+        bound = params if order is None else tuple(params[name] for name in order)
+        yield from connection.exec_driver_sql(sql, bound).fetchall()
+
+
+def try_states(
+    identities: Collection[TryIdentity], row_ids: dict[tuple[str, str, str, int], Any] | None = None
+) -> dict[TryIdentity, str | None]:
     """The state each named try's row reports now. A try whose row is gone or has moved on to
-    another try number is left out: only its own row speaks for a try."""
+    another try number is left out: only its own row speaks for a try.
+
+    ``row_ids`` (kept by the caller from one read to the next) remembers each row's primary key
+    on Airflow 3: a row read once is read again by that key (one bound parameter, not four), and
+    only a row whose key is gone (deleted, or prepared for a new try) is looked up again."""
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        return states_on(session.connection(), identities)
+        return states_on(session.connection(), identities, row_ids)
 
 
-def states_on(connection: Any, identities: Collection[TryIdentity]) -> dict[TryIdentity, str | None]:
+def states_on(
+    connection: Any,
+    identities: Collection[TryIdentity],
+    row_ids: dict[tuple[str, str, str, int], Any] | None = None,
+) -> dict[TryIdentity, str | None]:
     """``try_states`` on this SQLAlchemy connection."""
     tries = {identity[:4]: identity[4] for identity in identities}
     found: dict[TryIdentity, str | None] = {}
-    for size, params in _some_of(tries.keys(), per=TRY_STATES_PER_STATEMENT):
-        sql, order = _driver_sql(connection.dialect, size)
-        bound = params if order is None else tuple(params[name] for name in order)
-        for dag_id, task_id, run_id, map_index, try_number, state in connection.exec_driver_sql(sql, bound).fetchall():
-            if tries.get((dag_id, task_id, run_id, map_index)) == try_number:
-                found[(dag_id, task_id, run_id, map_index, try_number)] = None if state is None else str(state)
+
+    def note(named: tuple[str, str, str, int], try_number: int, state: Any) -> None:
+        if tries.get(named) == try_number:
+            found[(*named, try_number)] = None if state is None else str(state)
+
+    unread: Collection[tuple[str, str, str, int]] = tries.keys()
+    if row_ids is not None and _has_row_ids():
+        for gone in [named for named in row_ids if named not in tries]:
+            del row_ids[gone]
+        by_id = {row_ids[named]: named for named in tries if named in row_ids}
+        batches = (
+            (size, {f"i{i}": row_id for i, row_id in enumerate(chunk)})
+            for size, chunk in _filled(by_id, IDS_PER_STATEMENT)
+        )
+        for row_id, try_number, state in _fetch(connection, _states_by_id_query, batches):
+            if (named := by_id.pop(row_id, None)) is not None:
+                note(named, try_number, state)
+        for named in by_id.values():  # its key is gone: the row was deleted or prepared for a new try
+            del row_ids[named]
+        unread = [named for named in tries if named not in row_ids]
+    for dag_id, task_id, run_id, map_index, try_number, state, *row_id in _fetch(
+        connection, _states_query, _some_of(unread, per=TRY_STATES_PER_STATEMENT)
+    ):
+        named = (dag_id, task_id, run_id, map_index)
+        if row_ids is not None and row_id:
+            row_ids[named] = row_id[0]
+        note(named, try_number, state)
     return found
 
 

@@ -89,6 +89,7 @@ class TryReports:
         self._read_states = read_states
         self._clock = clock
         self._quiet_until = 0.0
+        self._row_ids: dict[tuple[str, str, str, int], Any] = {}  # the rows' primary keys (metadata_db.try_states)
 
     def __call__(self, keys_by_arn: Mapping[str, Any]) -> dict[str, Report]:
         """ARN -> what its try's row reports, for the ARNs whose row says something."""
@@ -100,7 +101,10 @@ class TryReports:
         if not arns_by_try:
             return {}
         try:
-            states = (self._read_states or metadata_db.try_states)(arns_by_try.keys())
+            if self._read_states is not None:
+                states = self._read_states(arns_by_try.keys())
+            else:
+                states = metadata_db.try_states(arns_by_try.keys(), self._row_ids)
         except Exception as err:  # the scheduler's own DB: rare, and describes cover meanwhile
             now = self._clock()
             if now >= self._quiet_until:

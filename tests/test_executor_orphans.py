@@ -198,7 +198,7 @@ def test_an_ended_tries_container_is_left_to_exit_and_stopped_only_if_it_never_d
     after the row is written): the sweep leaves it while it is young, stops it once it has been
     up RETIRED_GRACE_SECONDS, and forgets a retired container it no longer lists."""
     states: dict[tuple, str] = {}
-    monkeypatch.setattr("airflow_fargate.metadata_db.try_states", lambda identities: states)
+    monkeypatch.setattr("airflow_fargate.metadata_db.try_states", lambda identities, row_ids=None: states)
     keys = queue(scheduler_executor, make_workload("stuck"), make_workload("exits"))
     beat(scheduler_executor)
     arns = {key: scheduler_executor.tracker.get(key).arn for key in keys}

@@ -4,6 +4,7 @@ instances, one statement per 100 of them, on Airflow 2 and 3."""
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from typing import Any
 
 import pytest
@@ -76,6 +77,50 @@ def test_try_states_are_each_named_tries_own_row_one_select_per_two_hundred(rows
     assert len([s for s in statements if "task_instance" in s]) == 2  # 223 named: two statements
 
 
+@pytest.mark.skipif(not AIRFLOW_V3, reason="Airflow 2's task instance rows have no primary key of their own")
+def test_a_row_read_once_is_read_again_by_its_key_and_only_a_row_whose_key_is_gone_by_its_identity(
+    rows: sqlite3.Connection,
+) -> None:
+    """Each poll round reads every tracked try's row: after the first read, by the row's primary
+    key (one parameter a try). Airflow replaces the key when it prepares the row for a new try
+    (a retry, a clear) and the row may be deleted: those are looked up by identity again, so
+    every read answers exactly what a read by identity would."""
+    for i in range(260):
+        add_ti(rows, "mapped", "run_a", i, state="running", try_number=2)
+    for task_id in ("retried", "moved_on", "deleted"):
+        add_ti(rows, task_id, "run_a", -1, state="running", try_number=2)
+    named = [(DAG, "mapped", "run_a", i, 2) for i in range(260)]
+    named += [(DAG, task_id, "run_a", -1, 2) for task_id in ("retried", "moved_on", "deleted")]
+    row_ids: dict = {}
+
+    assert metadata_db.try_states(named, row_ids) == metadata_db.try_states(named)
+    assert len(row_ids) == 263
+
+    set_row = "UPDATE task_instance SET {} WHERE dag_id = ? AND task_id = ?"
+    rows.execute(set_row.format("state = 'success'"), [DAG, "mapped"])
+    rows.execute(set_row.format("id = ?, state = 'up_for_retry'"), [uuid.uuid4().hex, DAG, "retried"])  # new key
+    rows.execute(set_row.format("try_number = 3, state = 'scheduled'"), [DAG, "moved_on"])  # same key
+    rows.execute("DELETE FROM task_instance WHERE dag_id = ? AND task_id = ?", [DAG, "deleted"])
+    with selects() as statements:
+        second = metadata_db.try_states(named, row_ids)
+
+    assert second == metadata_db.try_states(named)
+    assert second == {identity: "success" for identity in named[:260]} | {
+        (DAG, "retried", "run_a", -1, 2): "up_for_retry"
+    }
+    by_key, by_identity = (
+        [s for s in statements if "task_instance.id IN" in s],
+        [s for s in statements if "task_instance.dag_id =" in s],
+    )
+    assert len(by_key) == 1  # 263 keys: one statement
+    assert len(by_identity) == 1 and by_identity[0].count("task_instance.dag_id =") == 2  # retried, deleted
+    assert len(row_ids) == 262  # the retried row's new key; the deleted row has none
+
+    with selects() as statements:
+        assert metadata_db.try_states(named[:10], row_ids) == {identity: "success" for identity in named[:10]}
+    assert len(statements) == 1 and len(row_ids) == 10  # the others are no longer tracked: forgotten
+
+
 @pytest.mark.parametrize(
     "query",
     [
@@ -83,6 +128,9 @@ def test_try_states_are_each_named_tries_own_row_one_select_per_two_hundred(rows
         "_states_query",
         pytest.param(
             "_pokes_query", marks=pytest.mark.skipif(not AIRFLOW_V3, reason="the poke check is Airflow 3 only")
+        ),
+        pytest.param(
+            "_states_by_id_query", marks=pytest.mark.skipif(not AIRFLOW_V3, reason="Airflow 2's rows have no id")
         ),
     ],
 )
@@ -92,7 +140,11 @@ def test_tries_are_found_through_the_unique_index_not_a_table_scan(rows: sqlite3
     map_index) index."""
     from sqlalchemy.dialects import sqlite
 
-    (size, params), *_ = metadata_db._some_of([(DAG, "t", "r", i) for i in range(5)])
+    if query == "_states_by_id_query":
+        (size, chunk), *_ = metadata_db._filled([uuid.uuid4().hex for _ in range(5)], 500)
+        params = {f"i{i}": row_id for i, row_id in enumerate(chunk)}
+    else:
+        (size, params), *_ = metadata_db._some_of([(DAG, "t", "r", i) for i in range(5)])
     compiled = getattr(metadata_db, query)(size).compile(dialect=sqlite.dialect())
     bound = compiled.construct_params(params)
     values = [bound[name] for name in compiled.positiontup or []]
@@ -103,33 +155,47 @@ def test_tries_are_found_through_the_unique_index_not_a_table_scan(rows: sqlite3
 
 def test_try_states_read_the_same_on_postgres_whose_driver_names_its_parameters() -> None:
     """The states are read with the DB driver's own SQL (compiled once per statement size): on
-    PostgreSQL (psycopg2's named %(d0)s parameters), as on SQLite (positional ?)."""
+    PostgreSQL (psycopg2's named %(d0)s parameters, a native uuid key), as on SQLite (positional
+    ?). The second read goes by the keys the first one found (Airflow 3)."""
     from airflow.models.taskinstance import TaskInstance
-    from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine
+    from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, event
 
     from tests.postgres import postgres_server
 
+    keys = [Column("id", TaskInstance.__table__.c.id.type, primary_key=True)] if AIRFLOW_V3 else []  # uuid
     with postgres_server() as url:
         engine = create_engine(url)
         table = Table(  # the columns the read names, under the real table's name
             TaskInstance.__tablename__,
             MetaData(),
+            *keys,
             *(Column(name, String(250)) for name in ("dag_id", "task_id", "run_id", "state")),
             Column("map_index", Integer),
             Column("try_number", Integer),
         )
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"dag_id": DAG, "task_id": "t", "run_id": "r", "map_index": i, "try_number": 2, "state": "running"}
             for i in range(150)
         ]
         rows[7]["state"] = "success"
         rows[8]["try_number"] = 3  # moved on: it speaks for try 3 only
+        for row in rows if AIRFLOW_V3 else ():
+            row["id"] = uuid.uuid4()
+        named = [(DAG, "t", "r", i, 2) for i in range(150)] + [(DAG, "x", "r", -1, 1)]
+        statements: list[str] = []
+        event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        row_ids: dict = {}
         with engine.begin() as connection:
             table.create(connection)
             connection.execute(table.insert(), rows)
-            found = metadata_db.states_on(
-                connection, [(DAG, "t", "r", i, 2) for i in range(150)] + [(DAG, "x", "r", -1, 1)]
-            )
+            first = metadata_db.states_on(connection, named, row_ids)
+            statements.clear()
+            second = metadata_db.states_on(connection, named, row_ids)
         engine.dispose()
 
-    assert found == {(DAG, "t", "r", i, 2): "success" if i == 7 else "running" for i in range(150) if i != 8}
+    expected = {(DAG, "t", "r", i, 2): "success" if i == 7 else "running" for i in range(150) if i != 8}
+    assert first == second == expected
+    if AIRFLOW_V3:
+        assert len(row_ids) == 150
+        # by key (150, filled up to 256), then the try without a row by identity
+        assert [(s.count("%(i"), s.count("%(d")) for s in statements] == [(256, 0), (0, 1)]

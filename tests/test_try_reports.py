@@ -72,3 +72,18 @@ def test_a_db_that_does_not_answer_is_warned_about_once_a_minute_and_answers_not
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 3  # at 0, 60 and 120 s
     assert "described instead" in warnings[0] and len(warnings[0]) < 1000
+
+
+def test_the_metadata_db_is_read_with_one_memory_of_row_keys_kept_from_round_to_round(monkeypatch):
+    """metadata_db.try_states reads a row by its primary key once a round found it: the reader
+    must hand it the same memory every round, or every round reads by identity again."""
+    memories: list = []
+
+    def try_states(identities, row_ids=None):
+        memories.append(row_ids)
+        return {identity: "running" for identity in identities}
+
+    monkeypatch.setattr("airflow_fargate.metadata_db.try_states", try_states)
+    reports = TryReports()
+    assert reports({"arn-1": KEY}) == reports({"arn-1": KEY}) == {"arn-1": Report.RUNNING}
+    assert isinstance(memories[0], dict) and memories[1] is memories[0]
