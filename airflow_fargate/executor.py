@@ -280,7 +280,7 @@ class FargateExecutor(BaseExecutor):
         self._task_events.release_saved()
         if self._tagging_probe is not None:
             self._tagging_probe.poll()
-        stats.gauge("fargate.tasks.pending", sum(1 for _ in self.tracker.waiting_for_launch()))
+        stats.gauge("fargate.tasks.pending", self.tracker.waiting_count)
         stats.gauge("fargate.tasks.running", self.tracker.watched_count)
 
     # -- the orphan sweep (sweep.py decides; here its verdicts become tracker state and stops) --
@@ -357,7 +357,7 @@ class FargateExecutor(BaseExecutor):
         on the launch workers, and only the launcher's room is handed over, so a heartbeat that
         10,000 tasks were queued in costs little more than one with 300."""
         requests = []
-        for task in self.tracker.due_for_launch(self._clock())[: self.launcher.room()]:
+        for task in self.tracker.due_for_launch(self._clock(), self.launcher.room()):
             if task.command is None and task.workload is None:  # adopted, and now it must be relaunched
                 try:
                     task.command = command_for_adopted(task.key, self)  # the ORM: scheduler thread only

@@ -225,12 +225,27 @@ class Tracker:
             self._retired[task.arn] = now
         return task
 
-    def due_for_launch(self, now: float) -> list[TrackedTask]:
-        """Tasks without an ECS task or a launch in progress whose back-off has passed, oldest first."""
-        return [t for t in self._tasks.values() if t.arn is None and not t.launching and t.next_attempt_at <= now]
+    def due_for_launch(self, now: float, limit: int) -> list[TrackedTask]:
+        """Up to ``limit`` tasks without an ECS task or a launch in progress whose back-off has
+        passed, oldest first. Stops at the limit: with 10,000 tasks queued, a heartbeat looks at
+        the ones launched before them and the few it hands over, not at every one."""
+        due: list[TrackedTask] = []
+        if limit > 0:
+            for task in self._tasks.values():
+                if task.arn is None and not task.launching and task.next_attempt_at <= now:
+                    due.append(task)
+                    if len(due) == limit:
+                        break
+        return due
 
     def waiting_for_launch(self) -> Iterator[TrackedTask]:
         return (t for t in self._tasks.values() if t.arn is None)
+
+    @property
+    def waiting_count(self) -> int:
+        """How many tasks have no ECS task (``waiting_for_launch``), without visiting them: every
+        task with an ECS task is in the ARN index, and only those."""
+        return len(self._tasks) - len(self._by_arn)
 
     def active_arns(self) -> list[str]:
         """Every ECS task that may still be up: current queueings' and retired ones (superseded

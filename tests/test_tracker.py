@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from airflow.models.taskinstancekey import TaskInstanceKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from airflow_fargate.ecs_types import ContainerState, EcsTaskState
 from airflow_fargate.tracker import Outcome, TrackedTask, Tracker, classify, client_token
@@ -129,8 +131,8 @@ def test_unknown_outcome_keeps_the_token_known_failure_changes_it():
 def test_launch_failures_back_off_then_fail_at_limit():
     tracker = new_tracker(max_launches=3)
     assert tracker.record_launch_failure(KEY, "capacity", retry_at=10.0).outcome is Outcome.QUEUED
-    assert tracker.due_for_launch(now=5.0) == []
-    assert [t.key for t in tracker.due_for_launch(now=10.0)] == [KEY]
+    assert tracker.due_for_launch(now=5.0, limit=10) == []
+    assert [t.key for t in tracker.due_for_launch(now=10.0, limit=10)] == [KEY]
     assert tracker.record_launch_failure(KEY, "capacity", retry_at=20.0).outcome is Outcome.QUEUED
     verdict = tracker.record_launch_failure(KEY, "AGENT", retry_at=30.0)
     assert verdict.outcome is Outcome.FAILED
@@ -201,3 +203,45 @@ def test_credential_failures_do_not_cost_attempts():
             is Outcome.QUEUED
         )
     assert tracker.get(KEY).launches == 0
+
+
+def test_due_tasks_are_the_oldest_waiting_ones_up_to_the_limit_and_the_waiting_count_is_exact():
+    """Each heartbeat takes only as many due tasks as the launcher has room for (from 10,000
+    queued, about twenty), and counts the waiting ones for the pending gauge without visiting them."""
+    tracker = Tracker(max_launches=3)
+    keys = [KEY._replace(task_id=f"t{i}") for i in range(8)]
+    for key in keys:
+        tracker.add(TrackedTask(key=key, command=["x"]))
+    tracker.record_launch(keys[0], "arn-0", now=0.0)  # launched
+    tracker.get(keys[1]).launching = True  # on the wire
+    tracker.record_launch_failure(keys[2], "capacity", retry_at=50.0)  # backing off
+    tracker.add(TrackedTask(key=keys[3], command=["x"], arn="arn-3"))  # adopted
+    assert [t.key for t in tracker.due_for_launch(now=10.0, limit=2)] == keys[4:6]
+    assert [t.key for t in tracker.due_for_launch(now=60.0, limit=2)] == [keys[2], keys[4]]
+    assert tracker.due_for_launch(now=60.0, limit=0) == []
+    assert tracker.waiting_count == len(list(tracker.waiting_for_launch())) == 6
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["add", "adopt", "launch", "relaunch", "retire", "remove"]), st.integers(0, 4)))
+)
+def test_the_waiting_count_is_the_number_of_tasks_without_an_ecs_task_whatever_happens(steps):
+    tracker = Tracker(max_launches=3)
+    arns = iter(range(10**6))
+    for action, i in steps:
+        key = KEY._replace(task_id=f"t{i}")
+        task = tracker.get(key)
+        if action == "add":  # queued (again: it supersedes the key's earlier queueing)
+            tracker.add(TrackedTask(key=key, command=["x"]))
+        elif action == "adopt":
+            tracker.add(TrackedTask(key=key, command=["x"], arn=f"arn-{next(arns)}"))
+        elif action == "launch" and task is not None and task.arn is None:
+            tracker.record_launch(key, f"arn-{next(arns)}", now=0.0)
+        elif action == "relaunch" and task is not None:
+            tracker.prepare_relaunch(key, retry_at=0.0)
+        elif action == "retire":
+            tracker.retire(key, now=0.0)
+        elif action == "remove":
+            tracker.remove(key)
+        assert tracker.waiting_count == len(list(tracker.waiting_for_launch()))
