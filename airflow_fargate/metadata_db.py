@@ -89,6 +89,12 @@ def _some_of(identities: Collection[tuple[str, str, str, int]], per: int = 100) 
         yield size, params
 
 
+def _some_ids(row_ids: Collection[Any], per: int = IDS_PER_STATEMENT) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(size, parameters) of ``_states_by_id_query(size)`` for these primary keys, as ``_some_of``."""
+    for size, chunk in _filled(row_ids, per):
+        yield size, {f"i{i}": row_id for i, row_id in enumerate(chunk)}
+
+
 def _select_named(*columns: str) -> Any:
     """SELECT the identity columns (dag_id, task_id, run_id, map_index) and ``columns`` of
     task_instance."""
@@ -206,11 +212,8 @@ def states_on(
         for gone in [named for named in row_ids if named not in tries]:
             del row_ids[gone]
         by_id = {row_ids[named]: named for named in tries if named in row_ids}
-        batches = (
-            (size, {f"i{i}": row_id for i, row_id in enumerate(chunk)})
-            for size, chunk in _filled(by_id, IDS_PER_STATEMENT)
-        )
-        for row_id, try_number, state in _fetch(connection, _states_by_id_query, batches):
+        # _some_ids sorts the keys before the first statement: popping from by_id meanwhile is safe
+        for row_id, try_number, state in _fetch(connection, _states_by_id_query, _some_ids(by_id)):
             if (named := by_id.pop(row_id, None)) is not None:
                 note(named, try_number, state)
         for named in by_id.values():  # its key is gone: the row was deleted or prepared for a new try

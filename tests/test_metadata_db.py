@@ -141,8 +141,7 @@ def test_tries_are_found_through_the_unique_index_not_a_table_scan(rows: sqlite3
     from sqlalchemy.dialects import sqlite
 
     if query == "_states_by_id_query":
-        (size, chunk), *_ = metadata_db._filled([uuid.uuid4().hex for _ in range(5)], 500)
-        params = {f"i{i}": row_id for i, row_id in enumerate(chunk)}
+        (size, params), *_ = metadata_db._some_ids([uuid.uuid4().hex for _ in range(5)])
     else:
         (size, params), *_ = metadata_db._some_of([(DAG, "t", "r", i) for i in range(5)])
     compiled = getattr(metadata_db, query)(size).compile(dialect=sqlite.dialect())
