@@ -20,6 +20,7 @@ from airflow_fargate import task_answers
 from airflow_fargate.aws_session import AwsTarget
 from airflow_fargate.ecs_types import EcsTaskState, LaunchFailure, LaunchResult, MalformedEntry
 from airflow_fargate.launcher import LAUNCH_WORKERS, is_throttling_answer
+from airflow_fargate.ownership import read_owner
 from airflow_fargate.rate_limit import AdaptiveRateLimiter, describe_burst
 
 log = logging.getLogger(__name__)
@@ -239,6 +240,22 @@ class EcsClient:
         pace, and its point to give up at shutdown) runs first, then the describe budget's."""
         pace()
         return _entries(self._describe_call(list(arns), include=["TAGS"]), "tasks")
+
+    def probe(self) -> None:
+        """One cheap call that says whether the ECS API answers (the circuit breaker's probe):
+        DescribeClusters of our cluster, metered apart from RunTask and DescribeTasks."""
+        self.client.describe_clusters(clusters=[self.cluster])
+
+    def find_launched(self, started_by: str, queueing_id: str) -> LaunchResult | None:
+        """The running (or starting) task this deployment launched for one queueing, found by its
+        startedBy and its queueing tag; None when there is none."""
+        arns = self.list_running_arns(started_by, lambda: None)
+        for start in range(0, len(arns), DESCRIBE_BATCH):
+            for entry in self.describe_with_tags(arns[start : start + DESCRIBE_BATCH], lambda: None):
+                owner = read_owner(entry.get("tags") if isinstance(entry, dict) else None)
+                if owner is not None and owner.queueing == queueing_id:
+                    return LaunchResult(EcsTaskState.from_api(entry))
+        return None
 
     def stop_task(self, arn: str, reason: str) -> None:
         self.client.stop_task(cluster=self.cluster, task=arn, reason=reason[:255])

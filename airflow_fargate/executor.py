@@ -18,6 +18,7 @@ from airflow.executors.base_executor import BaseExecutor
 
 from airflow_fargate import metadata_db, work
 from airflow_fargate.aws_session import AwsTarget, aws_target
+from airflow_fargate.breaker import CircuitBreaker
 from airflow_fargate.checks import (
     Status,
     check_execution_config_function,
@@ -35,7 +36,14 @@ from airflow_fargate.compat import (
 from airflow_fargate.ecs import DescribeResult, EcsClient
 from airflow_fargate.ecs_types import EcsTaskState, LaunchResult
 from airflow_fargate.errors import FargateConfigError, shorten_lines
-from airflow_fargate.launcher import BuildOnce, Launcher, LaunchRequest, backoff_seconds, is_credentials_error
+from airflow_fargate.launcher import (
+    BuildOnce,
+    Launcher,
+    LaunchRequest,
+    backoff_seconds,
+    is_credentials_error,
+    record_api_error,
+)
 from airflow_fargate.log_view import build_task_output
 from airflow_fargate.logs import CloudWatchLogReader, FailureOutput, TaskOutput
 from airflow_fargate.ownership import ownership_tags, started_by
@@ -48,9 +56,16 @@ from airflow_fargate.sweep import Action, Listed, OrphanSweeper, Ownership, Snap
 from airflow_fargate.task_events import TaskEventKeeper
 from airflow_fargate.tracker import Outcome, TrackedTask, Tracker, Verdict
 from airflow_fargate.try_reports import TryReports
+from airflow_fargate.wakeup import Wakeup
 
 TERMINATE_WAIT_SECONDS = 60.0
 FAILURE_OUTPUT_WAIT_SECONDS = 5.0
+# How long a heartbeat waits for answers about to arrive (rows asked for, calls on the wire):
+# an answer applied now instead of a heartbeat later keeps the scheduler loop from idling.
+SETTLE_SECONDS = 0.04
+# A launch whose RunTask outcome stays unknown this long (counting only time the API answered
+# other calls) is looked up by its tags: adopted if it exists, failed if it surely does not.
+LAUNCH_OUTCOME_DEADLINE_SECONDS = 300.0
 
 
 class FargateExecutor(BaseExecutor):
@@ -130,8 +145,17 @@ class FargateExecutor(BaseExecutor):
         self.log_reader = CloudWatchLogReader(self._aws_target, settings.region_name)
         self.output = TaskOutput(self.ecs, self.log_reader, settings.container_name)
         self.failure_output = FailureOutput(self.output)
-        self.launcher = Launcher(self._run_task, rate=settings.run_task_rate, burst=settings.run_task_burst)
-        self.launcher.start_workers()
+        self._wakeup = Wakeup()
+        self.breaker = CircuitBreaker(self._clock)
+        self.launcher = Launcher(
+            self._run_task,
+            rate=settings.run_task_rate,
+            burst=settings.run_task_burst,
+            breaker=self.breaker,
+            probe=self._probe_api,
+            find=self._find_launched,
+            wakeup=self._wakeup,
+        )
         # not in start() and not in the first launches' way: it can only warn, and takes two round trips
         self._tagging_probe: AfterFirstLaunches | None = None
         if settings.check_health_on_startup:
@@ -143,6 +167,7 @@ class FargateExecutor(BaseExecutor):
             read_reports=TryReports() if settings.read_task_states else None,
             max_interval=settings.max_poll_interval,
             running_interval=settings.running_check_interval,
+            wakeup=self._wakeup,
         )
         self.sweeper = OrphanSweeper(
             functools.partial(self.ecs.list_running_arns, started_by(settings.deployment_id, settings.team)),
@@ -192,6 +217,12 @@ class FargateExecutor(BaseExecutor):
 
     def _run_task(self, kwargs: dict[str, Any], client_token: str) -> LaunchResult:
         return self.ecs.run_task(kwargs, client_token)  # looked up per call, so tests can stand in for it
+
+    def _probe_api(self) -> None:
+        self.ecs.probe()  # looked up per call, as _run_task
+
+    def _find_launched(self, queueing_id: str) -> LaunchResult | None:
+        return self.ecs.find_launched(started_by(self.settings.deployment_id, self.settings.team), queueing_id)
 
     # -- accepting work --
 
@@ -254,34 +285,68 @@ class FargateExecutor(BaseExecutor):
     # -- the heartbeat --
 
     def sync(self) -> None:
-        """Apply finished launches, poll running ECS tasks, hand due ones to the launcher.
+        """Apply finished launches and answers, ask for the tries' rows, hand due tasks to the
+        launcher, wait a moment (SETTLE_SECONDS) for answers about to arrive and apply them too.
 
-        Never blocks on run_task and never raises into the scheduler loop."""
-        try:
-            self._apply_launches()
-        except Exception:
-            self.log.exception("FargateExecutor: applying launch results failed; will retry next heartbeat.")
-        try:
-            self._poll()
-        except Exception as err:
-            if is_credentials_error(err):
-                self._refresh_credentials(str(err))
-            else:
-                self.log.exception("FargateExecutor: describing ECS tasks failed; will retry next heartbeat.")
-        try:
-            self._launch_due()
-        except Exception:
-            self.log.exception("FargateExecutor: launching ECS tasks failed; will retry next heartbeat.")
-        try:
-            self._sweep()
-        except Exception:
-            self.log.exception("FargateExecutor: the orphan sweep failed; will retry next round.")
+        Never blocks on AWS beyond that moment and never raises into the scheduler loop."""
+        started = time.monotonic()  # real time, as the launcher's and poller's clocks
+        self._guarded(self._apply_launches, "applying launch results failed; will retry next heartbeat")
+        self._guarded(self._apply_answers, "describing ECS tasks failed; will retry next heartbeat")
+        self.poller.track(self.tracker.watched())
+        self._guarded(self._launch_due, "launching ECS tasks failed; will retry next heartbeat")
+        self._settle(started)
+        self._guarded(self._apply_launches, "applying launch results failed; will retry next heartbeat")
+        self._guarded(self._apply_answers, "describing ECS tasks failed; will retry next heartbeat")
+        self._guarded(self._sweep, "the orphan sweep failed; will retry next round")
         self._release_failures()
         self._task_events.release_saved()
+        self._report_breaker()
         if self._tagging_probe is not None:
             self._tagging_probe.poll()
         stats.gauge("fargate.tasks.pending", self.tracker.waiting_count)
         stats.gauge("fargate.tasks.running", self.tracker.watched_count)
+
+    def _guarded(self, step: Any, what: str) -> None:
+        """One step of the heartbeat; its failure is logged (quietly while the API is out)."""
+        try:
+            step()
+        except Exception as err:
+            if is_credentials_error(err):
+                self._refresh_credentials(str(err))
+            elif self.breaker.is_open:
+                self.log.debug("FargateExecutor: %s (the ECS API is out): %s", what, err)
+            else:
+                self.log.exception("FargateExecutor: %s.", what)
+
+    def _settle(self, started: float) -> None:
+        """Wait (at most until SETTLE_SECONDS after the heartbeat started) while an answer is
+        expected before then: the rows just asked for, a describe call about to answer, a
+        RunTask sent in this heartbeat."""
+        deadline = started + SETTLE_SECONDS
+
+        def expected_soon() -> bool:
+            times = [t for t in (self.launcher.expected_by(started), self.poller.expected_by()) if t is not None]
+            return bool(times) and min(times) <= deadline
+
+        self._wakeup.wait_while(expected_soon, deadline)
+
+    def _report_breaker(self) -> None:
+        """Log each start and end of an ECS API outage once, with metrics."""
+        for change in self.breaker.take_changes():
+            if change.opened:
+                stats.incr("fargate.ecs_api.outage")
+                self.log.warning(
+                    "ECS API outage (%s): launches pause and one probe call at a time checks the API; "
+                    "no task is failed for it.",
+                    change.reason,
+                )
+            else:
+                stats.timing("fargate.ecs_api.outage_duration", change.outage_seconds * 1000)
+                self.log.warning(
+                    "The ECS API answers again after %.0fs of outage; launching resumes.", change.outage_seconds
+                )
+                self._next_sweep_at = min(self._next_sweep_at, self._clock())  # the sweep missed the outage
+        stats.gauge("fargate.ecs_api.available", 0 if self.breaker.is_open else 1)
 
     # -- the orphan sweep (sweep.py decides; here its verdicts become tracker state and stops) --
 
@@ -378,7 +443,7 @@ class FargateExecutor(BaseExecutor):
                 )
                 task.prepared = (task.token_generation, BuildOnce(build))
             token = self.tracker.client_token(task.key)
-            requests.append(LaunchRequest(task.key, task.prepared[1], token, task.queueing_id))
+            requests.append(LaunchRequest(task.key, task.prepared[1], token, task.queueing_id, find=task.find_next))
         self.launcher.submit(requests)
 
     def _kwargs_for(
@@ -422,6 +487,9 @@ class FargateExecutor(BaseExecutor):
                 self.running_state(task.key, outcome.task.arn)
                 continue
             stats.incr("fargate.run_task.failure")
+            if outcome.not_found:
+                self._fail(task, f"{outcome.reason}; last launch errors: " + "; ".join(task.reasons[-3:]))
+                continue
             if outcome.credentials:
                 self._refresh_credentials(outcome.reason)
             if outcome.conflict:
@@ -431,21 +499,39 @@ class FargateExecutor(BaseExecutor):
                     work.describe(task.key),
                     outcome.reason,
                 )
+            if outcome.outcome_unknown:
+                self._note_unknown_outcome(task, now)
             retry_at = now + backoff_seconds(task.launches + 1) if outcome.retryable else None
             verdict = self.tracker.record_launch_failure(
                 task.key, outcome.reason, retry_at, outcome.outcome_unknown, counts=not outcome.credentials
             )
             if verdict.outcome is Outcome.FAILED:
                 self._fail(task, verdict.reason)
+            elif self.breaker.is_open:
+                self.log.debug("Launching %s waits for the ECS API (%s).", task.key, outcome.reason)
             else:
                 self.log.warning(
-                    "Launching %s failed (%s); retrying in %.0fs.", task.key, outcome.reason, (retry_at or now) - now
+                    "Launching %s failed (%s); retrying in %.0fs%s.",
+                    task.key,
+                    outcome.reason,
+                    (retry_at or now) - now,
+                    " with the same clientToken" if outcome.outcome_unknown else "",
                 )
         if launched:
             self.log.info("Launched %d ECS task(s); %d launch(es) in flight.", launched, self.launcher.in_flight)
         throttled, self.launcher.throttled = self.launcher.throttled, 0
         if throttled:
             stats.incr("fargate.run_task.throttled", throttled)
+
+    def _note_unknown_outcome(self, task: TrackedTask, now: float) -> None:
+        """A RunTask call of this token may or may not have started the task. Past the deadline
+        (time the API was out not counted), the next request looks for the task instead."""
+        outage = self.breaker.outage_seconds()
+        if task.unknown_since is None:
+            task.unknown_since = (now, outage)
+        since, outage_then = task.unknown_since
+        if (now - since) - (outage - outage_then) >= LAUNCH_OUTCOME_DEADLINE_SECONDS:
+            task.find_next = True
 
     def _refresh_credentials(self, reason: str) -> None:
         """Missing/expired/rotated credentials: rebuild the clients so the next calls resolve the
@@ -461,10 +547,9 @@ class FargateExecutor(BaseExecutor):
         except Exception:
             self.log.exception("Could not stop ECS task %s", arn)
 
-    def _poll(self) -> None:
-        """Apply every answer that arrived since the last heartbeat (tries that ended, describe
-        results), then tell the poller what to watch (it works on its own thread, timed to the
-        heartbeat)."""
+    def _apply_answers(self) -> None:
+        """Apply every answer the poller has handed over (tries that ended, describe results);
+        a failed call is raised after the others are applied."""
         failure: Exception | None = None
         for answer in self.poller.take():
             if isinstance(answer, Exception):
@@ -474,7 +559,6 @@ class FargateExecutor(BaseExecutor):
             else:
                 self._apply_describe(answer)
         self._report_successes()
-        self.poller.track(self.tracker.watched())
         if failure is not None:
             raise failure
 
@@ -486,7 +570,12 @@ class FargateExecutor(BaseExecutor):
 
     def _describe(self, arns: Sequence[str]) -> DescribeResult:
         started = time.perf_counter()
-        result = self.ecs.describe_batch(arns)
+        try:
+            result = self.ecs.describe_batch(arns)
+        except Exception as err:
+            record_api_error(self.breaker, err)
+            raise
+        self.breaker.answered()
         stats.timing("fargate.describe.latency", (time.perf_counter() - started) * 1000)
         return result
 

@@ -29,8 +29,10 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
+from airflow_fargate.breaker import CircuitBreaker
 from airflow_fargate.ecs_types import LaunchFailure, LaunchResult, MalformedEntry
 from airflow_fargate.rate_limit import HEADROOM, AdaptiveRateLimiter
+from airflow_fargate.wakeup import Wakeup
 
 # Credentials expired, rotated or not yet there: rebuild the client and try again later.
 CREDENTIAL_CODES = frozenset(
@@ -59,6 +61,7 @@ class LaunchError:
     outcome_unknown: bool = False  # the call may have started a task: keep the clientToken
     credentials: bool = False  # missing/expired credentials: refresh the client; not the task's attempt
     conflict: bool = False  # ConflictException: the token is spent; the next attempt needs a new one
+    not_found: bool = False  # a find request found no task: every call of this token started nothing
 
 
 _JITTER = random.Random()  # its own generator: the launch threads never touch the global one
@@ -147,29 +150,39 @@ class BuildOnce:
 
 @dataclass(frozen=True)
 class LaunchRequest:
-    """One run_task call to make; ``build`` makes its kwargs on the worker thread."""
+    """One run_task call to make; ``build`` makes its kwargs on the worker thread. A ``find``
+    request makes no RunTask: it looks for the ECS task an earlier call of this queueing may
+    have started (its outcome stayed unknown past the deadline)."""
 
     key: Any
     build: Callable[[], dict[str, Any]]
     client_token: str
     queueing_id: str = ""  # which queueing of ``key`` asked (a later one may supersede it)
+    find: bool = False
 
 
 Outcome = LaunchResult | LaunchError
 
 
-# RunTask calls in flight at once, at most: a whole burst of the bucket (ECS's is 100) goes out
-# together, so 100 tasks queued at once are launched in about one RunTask latency (0.3-1 s on
-# Fargate), not in five waves. The token bucket, not the threads, sets the pace after the burst.
+# RunTask calls in flight at once, at most: a whole burst of the bucket (ECS's is 100) may go out
+# together. Fewer are used while the bucket is empty (workers are created as needed, see _limit).
 LAUNCH_WORKERS = 100
 # How far ahead of the bucket the launcher is fed: its burst plus this many seconds at its rate.
 # More queued requests launch no sooner; they only cost the heartbeat that hands them over (and
 # a scheduler that stops, which waits for every queued request to be sent).
 LOOKAHEAD_SECONDS = 10.0
+IDLE_WORKER_SECONDS = 10.0  # a worker with nothing to do for this long ends
+MIN_CONCURRENCY = 2  # the concurrency limit never falls below this (AIMD on unknown outcomes)
+_PROBE = object()  # what _take hands a worker that is to probe the API (the breaker is open)
 
 
 class Launcher:
-    """Worker pool for run_task: FIFO, paced, never on the caller's thread."""
+    """Worker pool for run_task: FIFO, paced, never on the caller's thread.
+
+    Workers are created when requests wait and none is idle, up to a limit that follows the
+    API (``_room``): the bucket's tokens plus the calls on the wire, within a concurrency that
+    halves on each call whose outcome is unknown and grows by one per answer (AIMD). While the
+    circuit breaker is open nothing is sent but one probe at a time; requests keep their place."""
 
     def __init__(
         self,
@@ -180,17 +193,33 @@ class Launcher:
         max_workers: int = LAUNCH_WORKERS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        breaker: CircuitBreaker | None = None,
+        probe: Callable[[], None] | None = None,
+        find: Callable[[str], LaunchResult | None] | None = None,
+        wakeup: Wakeup | None = None,
     ) -> None:
         self._run_task = run_task
         self.limiter = AdaptiveRateLimiter(rate, burst, clock, headroom=HEADROOM)
+        self._clock = clock
         self._sleep = sleep
+        self.breaker = breaker or CircuitBreaker(clock)
+        self._probe = probe
+        self._find = find
+        self._wakeup = wakeup or Wakeup()
         self._max_workers = max(1, min(max_workers, burst))
+        self._concurrency = float(self._max_workers)  # AIMD: halved per unknown outcome
+        self._latency = 0.0  # EWMA of RunTask's latency (0 until the first answer)
         self._pending: deque[LaunchRequest] = deque()
         self._done: deque[tuple[LaunchRequest, Outcome]] = deque()
+        self._on_wire: dict[int, float] = {}  # worker id -> when its call went out
+        self._submitted_at = -math.inf  # the last submit()
         self._busy = 0
+        self._idle = 0
+        self._probing = False
         self._closing = False
         self._cond = threading.Condition()
-        self._workers: list[threading.Thread] = []
+        self._workers: set[threading.Thread] = set()
+        self._worker_ids = 0
         self._ahead = burst + math.ceil(rate * LOOKAHEAD_SECONDS)
         self.throttled = 0
 
@@ -201,20 +230,27 @@ class Launcher:
         with self._cond:
             if self._closing:
                 raise RuntimeError("launcher is shut down")
+            self._submitted_at = self._clock()
             self._pending.extend(requests)
-            self._add_workers(min(self._max_workers, len(self._pending) + self._busy))
             self._cond.notify(len(requests))  # one idle worker per request, not all of them
+            self._add_workers()
 
-    def start_workers(self) -> None:
-        """Start every worker now (executor start): starting a hundred threads inside the first
-        heartbeat that launches would cost that heartbeat and delay the first calls."""
-        with self._cond:
-            self._add_workers(self._max_workers)
+    def _room(self) -> int:
+        """How many more requests workers may take now (lock held): within the AIMD concurrency,
+        and no more waiting at the token bucket than it has tokens (one, when it is empty). Calls
+        on the wire hold their tokens already: at 2 s latency and 20/s, forty are on the wire,
+        one waits for the next token, and no pile of threads sleeps in the bucket."""
+        waiting = self._busy - len(self._on_wire)
+        at_bucket = max(1, self.limiter.available()) - waiting
+        return min(min(self._max_workers, int(self._concurrency)) - self._busy, at_bucket)
 
-    def _add_workers(self, wanted: int) -> None:
-        while len(self._workers) < wanted:
-            worker = threading.Thread(target=self._work, daemon=True, name=f"fargate-launch-{len(self._workers)}")
-            self._workers.append(worker)
+    def _add_workers(self) -> None:
+        """A worker per waiting request no idle worker will take, within the room (lock held)."""
+        wanted = min(len(self._pending) - self._idle, self._room(), self._max_workers - len(self._workers))
+        for _ in range(max(0, wanted)):
+            self._worker_ids += 1
+            worker = threading.Thread(target=self._work, daemon=True, name=f"fargate-launch-{self._worker_ids}")
+            self._workers.add(worker)
             worker.start()
 
     def drain(self) -> list[tuple[LaunchRequest, Outcome]]:
@@ -235,6 +271,21 @@ class Launcher:
         with self._cond:
             return len(self._pending) + self._busy
 
+    @property
+    def workers(self) -> int:
+        """Worker threads alive now."""
+        with self._cond:
+            return len(self._workers)
+
+    def expected_by(self, sent_since: float) -> float | None:
+        """When the earliest call sent (or submitted with a token free) at or after ``sent_since``
+        is expected back: its start plus the usual latency; None when there is none."""
+        with self._cond:
+            sent = [at for at in self._on_wire.values() if at >= sent_since]
+            if self._pending and self._submitted_at >= sent_since and self.limiter.available():
+                sent.append(self._submitted_at)  # submitted since, and a token waits for it
+            return min(sent) + self._latency if sent else None
+
     def cancel_pending(self) -> list[LaunchRequest]:
         """Withdraw requests not yet sent (terminate); calls already on the wire still finish."""
         with self._cond:
@@ -243,7 +294,8 @@ class Launcher:
         return cancelled
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop accepting work; with ``wait``, let every queued request be sent first."""
+        """Stop accepting work; with ``wait``, let every queued request be sent first (while the
+        API is out, they come back unsent instead: nothing waits on an outage)."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
@@ -251,44 +303,155 @@ class Launcher:
             for worker in list(self._workers):
                 worker.join()
 
-    def _take(self) -> LaunchRequest | None:
+    def _take(self) -> tuple[LaunchRequest | object, bool] | None:
+        """The next request (or _PROBE) for this worker, and whether it probes the API; None
+        when the worker should end (idle, or not needed while the API is out)."""
         with self._cond:
-            while not self._pending:
-                if self._closing:
+            idle_since = self._clock()
+            while True:
+                if self._closing and (not self._pending or self.breaker.is_open):
+                    self._give_back_unsent()
                     return None
-                self._cond.wait()
-            self._busy += 1
-            return self._pending.popleft()
+                timeout: float | None = IDLE_WORKER_SECONDS
+                if self._pending and self.breaker.is_open:
+                    due = self.breaker.probe_due()
+                    if due == 0 and not self._probing:
+                        self._probing = True
+                        self.breaker.probe_sent()
+                        if self._probe is not None:
+                            return _PROBE, True
+                        self._busy += 1  # no probe call: this request goes out as the probe
+                        return self._pending.popleft(), True
+                    if len(self._workers) > 1:
+                        return None  # one waiting worker is enough while the API is out
+                    timeout = due if not self._probing else IDLE_WORKER_SECONDS
+                elif self._pending and self._room() > 0:
+                    self._busy += 1
+                    return self._pending.popleft(), False
+                elif not self._pending and self._clock() - idle_since >= IDLE_WORKER_SECONDS:
+                    return None
+                self._idle += 1
+                self._cond.wait(timeout)
+                self._idle -= 1
+
+    def _give_back_unsent(self) -> None:
+        """Shutting down during an outage: queued requests return unsent (lock held)."""
+        while self._pending:
+            request = self._pending.popleft()
+            reason = "not sent: the ECS API was unreachable when the scheduler shut down"
+            self._done.append((request, LaunchError(reason, retryable=False)))
 
     def _work(self) -> None:
-        while (request := self._take()) is not None:
-            try:
-                outcome = self._launch_paced(request)
-            except Exception as err:  # never let a worker die with a request in hand
-                outcome = classify_exception(err)
+        me = threading.current_thread()
+        try:
+            while (taken := self._take()) is not None:
+                request, probing = taken
+                if request is _PROBE:
+                    self._run_probe()
+                    continue
+                assert isinstance(request, LaunchRequest)
+                try:
+                    outcome = self._launch_paced(request)
+                except Exception as err:  # never let a worker die with a request in hand
+                    outcome = classify_exception(err)
+                with self._cond:
+                    self._busy -= 1
+                    if outcome is None:  # throttled: back to the front, it keeps its place
+                        self._pending.appendleft(request)
+                        self._cond.notify()  # one idle worker for it (this one takes the next anyway)
+                    else:
+                        self._done.append((request, outcome))
+                    if probing:
+                        self._probing = False
+                        self._cond.notify_all()
+                        self._add_workers()
+                self._wakeup.notify()
+        finally:
             with self._cond:
-                self._busy -= 1
-                if outcome is None:  # throttled: back to the front, it keeps its place
-                    self._pending.appendleft(request)
-                    self._cond.notify()  # one idle worker for it (this one takes the next anyway)
-                else:
-                    self._done.append((request, outcome))
+                self._workers.discard(me)
+                if self._pending and not self._closing:
+                    self._add_workers()
+
+    def _run_probe(self) -> None:
+        assert self._probe is not None
+        try:
+            self._probe()
+        except Exception as err:
+            self._record_failure(err)
+        else:
+            self.breaker.answered()
+        with self._cond:
+            self._probing = False
+            self._cond.notify_all()  # open: the next probe's waiter; closed: every waiting request
+            self._add_workers()
+
+    def _record_failure(self, err: BaseException) -> None:
+        record_api_error(self.breaker, err)
 
     def _launch_paced(self, request: LaunchRequest) -> Outcome | None:
+        if request.find:
+            return self._find_launched(request)
         try:
             kwargs = request.build()
         except Exception as err:  # e.g. TaskConfigError: this task's kwargs are invalid
             return LaunchError(f"Cannot build run_task kwargs: {err}", retryable=False)
         self.limiter.acquire(self._sleep)
+        outcome = self._call(lambda: self._run_task(kwargs, request.client_token))
+        if isinstance(outcome, LaunchResult) and outcome.task is None:
+            return classify_failures(outcome.failures)
+        return outcome
+
+    def _find_launched(self, request: LaunchRequest) -> Outcome | None:
+        """The task an unknown-outcome call of this queueing started, found by its tags."""
+        find = self._find
+        assert find is not None
+        outcome = self._call(lambda: find(request.queueing_id))
+        if outcome is None or isinstance(outcome, LaunchError):
+            return outcome
+        return outcome if outcome.task is not None else LaunchError(NOT_FOUND, retryable=False, not_found=True)
+
+    def _call(self, call: Callable[[], LaunchResult | None]) -> Any:
+        """Make one call on the wire: its latency and what it says about the API are recorded;
+        None when throttled (the request goes back in line)."""
+        me = threading.get_ident()
+        with self._cond:
+            self._on_wire[me] = started = self._clock()
+            if self._pending:  # this worker left the bucket: another may wait there now
+                self._cond.notify()
+                self._add_workers()
         try:
-            result = self._run_task(kwargs, request.client_token)
+            result = call()
         except Exception as err:
+            self._record_failure(err)
             if is_throttling(err):
                 self.throttled += 1
                 self.limiter.on_throttle()
                 return None
-            return classify_exception(err)
+            error = classify_exception(err)
+            if error.outcome_unknown:
+                with self._cond:
+                    self._concurrency = max(MIN_CONCURRENCY, self._concurrency / 2)
+            return error
+        finally:
+            with self._cond:
+                self._on_wire.pop(me, None)
+        self.breaker.answered()
         self.limiter.on_success()
-        if result.task is None:
-            return classify_failures(result.failures)
-        return result
+        with self._cond:
+            elapsed = self._clock() - started
+            self._latency = elapsed if not self._latency else 0.8 * self._latency + 0.2 * elapsed
+            self._concurrency = min(self._max_workers, self._concurrency + 1)
+        return result if result is not None else LaunchResult(None, (), ())
+
+
+def record_api_error(breaker: CircuitBreaker, err: BaseException) -> None:
+    """Tell the breaker what an exception from any ECS call says about the API."""
+    if is_throttling(err):
+        breaker.failed(str(err), throttled=True)
+    elif classify_exception(err).outcome_unknown:
+        breaker.failed(f"{type(err).__name__}: {err}")
+    else:
+        breaker.answered()  # an error about the request itself: the API answers
+
+
+NOT_FOUND = "no ECS task of this launch exists (looked up by its tags after its RunTask outcome stayed unknown)"

@@ -1,11 +1,10 @@
 """Watching tracked ECS tasks off the scheduler thread: timed to the heartbeat, paced to a budget.
 
-A poll round first reads what the tries themselves report in the metadata DB (``try_reports``):
-a try that ended is handed over at once, without asking ECS. Then it describes the ARNs that
-are due (``PollSchedule``), one call per 100, each call paced by the DescribeTasks budget
-(``rate_limit``) and handed over as soon as it answers, so the next heartbeat applies it.
-Rounds are timed to end just before the heartbeat (``HeartbeatClock``): a try that ended is
-reported within about one heartbeat, at one round per heartbeat, not two.
+Each heartbeat asks for the tries' rows in the metadata DB (``try_reports``; at most once per
+MIN_ROUND_SECONDS) and waits a moment for them (the executor's settle step): a try that ended
+is reported in the heartbeat that read its row, without asking ECS. Describe rounds run on the
+poller's own clock, timed to end just before a heartbeat (``HeartbeatClock``); each DescribeTasks
+call (one per 100 due ARNs, paced by the budget in ``rate_limit``) is handed over as it answers.
 
 How often ECS is asked about a task depends on what its try reports:
 - running (the try reports to Airflow itself): every ``running_interval``, for a container that
@@ -15,8 +14,8 @@ How often ECS is asked about a task depends on what its try reports:
 - not started, or nothing to read (callbacks, connection tests, the DB not answering): a task
   whose status changed recently is due every round; one quiet for a while every
   ``QUIET_FRACTION`` of its quiet time (at most ``max_interval``).
-Calls are always filled up to 100 ARNs with the stalest others (free); at 10,000 tasks not
-started the budget, not the heartbeat, sets the pace.
+Only due ARNs are described (parsing an answer costs CPU even when the call is free); at 10,000
+tasks not started the budget, not the heartbeat, sets the pace.
 """
 
 from __future__ import annotations
@@ -29,12 +28,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from airflow_fargate.ecs import DESCRIBE_BATCH, DescribeResult
 from airflow_fargate.try_reports import Report
+from airflow_fargate.wakeup import Wakeup
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class _Watch:
     changed_at: float
     polled_at: float
     report: Report | None = None
+    rows_read: bool = False  # a read of the tries' rows has happened since it was tracked
 
 
 def _has_ended(report: Report | None) -> bool:
@@ -79,7 +80,9 @@ class PollSchedule:
         max_interval: float,
         min_interval: float = MIN_ROUND_SECONDS,
         running_interval: float = RUNNING_INTERVAL,
+        rows_first: bool = False,
     ) -> None:
+        self.rows_first = rows_first  # a new task is not described before its try's row was read once
         self.max_interval = max(max_interval, min_interval)
         self.min_interval = min_interval
         self.running_interval = max(running_interval, min_interval)
@@ -107,6 +110,7 @@ class PollSchedule:
         """What the tries' rows said this round (a try that says nothing keeps no report)."""
         for arn, watch in self._watches.items():
             watch.report = reports.get(arn)
+            watch.rows_read = True
 
     def interval(self, arn: str, now: float) -> float:
         watch = self._watches[arn]
@@ -120,26 +124,17 @@ class PollSchedule:
         return min(self.max_interval, max(self.min_interval, quiet * QUIET_FRACTION))
 
     def plan(self, now: float, everything: bool = False) -> list[list[str]]:
-        """Batches of at most 100 ARNs: every due one, the last batch topped up with the stalest
-        of the rest. Marks them polled at ``now``."""
+        """Batches of at most 100 ARNs, every due one (or every one). Marks them polled at ``now``."""
         watches = self._watches
         if everything:
             chosen = list(watches)
         else:
             slack = 0.15 * self.min_interval  # as HeartbeatClock's: a round may come a little early
-            due = [arn for arn, w in watches.items() if now - w.polled_at >= self.interval(arn, now) - slack]
-            if not due:
-                return []
-            room = -len(due) % DESCRIBE_BATCH
-            if room:
-                chosen_set = set(due)
-                rest = sorted(
-                    (w.polled_at, arn)
-                    for arn, w in watches.items()
-                    if arn not in chosen_set and not _has_ended(w.report)
-                )
-                due.extend(arn for _, arn in rest[:room])
-            chosen = due
+            chosen = [
+                arn
+                for arn, w in watches.items()
+                if (w.rows_read or not self.rows_first) and now - w.polled_at >= self.interval(arn, now) - slack
+            ]
         for arn in chosen:
             watches[arn].polled_at = now
         return [chosen[i : i + DESCRIBE_BATCH] for i in range(0, len(chosen), DESCRIBE_BATCH)]
@@ -192,7 +187,9 @@ class HeartbeatClock:
 
 
 class Poller:
-    """The watching thread: runs rounds on its own clock and hands answers over as they come."""
+    """The watching thread: reads the tries' rows when a heartbeat asks (the heartbeat waits a
+    moment for them, ``expected_by``), describes what is due on its own clock (rounds timed to
+    end just before a heartbeat) and hands answers over as they come."""
 
     def __init__(
         self,
@@ -202,29 +199,42 @@ class Poller:
         max_interval: float = 10.0,
         running_interval: float = RUNNING_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
+        wakeup: Wakeup | None = None,
     ) -> None:
         self._describe = describe
         self._read_reports = read_reports
         self._clock = clock
-        self._schedule = PollSchedule(max_interval, running_interval=running_interval)
+        self._wakeup = wakeup or Wakeup()
+        self._schedule = PollSchedule(
+            max_interval, running_interval=running_interval, rows_first=read_reports is not None
+        )
         self._heartbeats = HeartbeatClock()
         self._cond = threading.Condition()
         self._answers: deque[Answer] = deque()
         self._next_start = clock()
+        self._rows_asked_at: float | None = None  # a heartbeat asked for the rows, not read yet
+        self._rows_read_at = -math.inf
+        self._rows_seconds = 0.0  # how long the last read took
+        self._describing: dict[int, float] = {}  # calls of the current round -> when sent
+        self._describe_seconds = 0.0  # EWMA of a call's latency
+        self._round_started = 0.0
+        self._recent: deque[float] = deque(maxlen=5)  # the last rounds' durations: plan for the slowest
         self._kicked = False
-        self._busy = False
         self._closing = False
-        self._pool = ThreadPoolExecutor(max_workers=DESCRIBE_WORKERS, thread_name_prefix="fargate-describe")
-        self._thread = threading.Thread(target=self._run, daemon=True, name="fargate-describe-poller")
+        self._pool = ThreadPoolExecutor(max_workers=DESCRIBE_WORKERS, thread_name_prefix="fargate-describe-round")
+        self._thread = threading.Thread(target=self._run, daemon=True, name="fargate-poller")
         self._thread.start()
 
     def track(self, keys_by_arn: Mapping[str, Any]) -> None:
-        """Each heartbeat: the ARNs to watch, with their work keys. Also how the poller learns the
-        heartbeat's rhythm."""
+        """Each heartbeat: the ARNs to watch, with their work keys. Asks for the tries' rows
+        (at most once per MIN_ROUND_SECONDS); also how the poller learns the heartbeat's rhythm."""
         now = self._clock()
         with self._cond:
             self._heartbeats.beat(now)
             self._schedule.track(keys_by_arn, now)
+            rows_due = now - self._rows_read_at >= MIN_ROUND_SECONDS * 0.9
+            if self._read_reports is not None and len(self._schedule) and rows_due and self._rows_asked_at is None:
+                self._rows_asked_at = now
             self._cond.notify_all()
 
     def kick(self) -> None:
@@ -241,11 +251,20 @@ class Poller:
             self._answers.clear()
         return answers
 
+    def expected_by(self) -> float | None:
+        """When the earliest answer in the works is expected (the rows asked for, a describe
+        call on the wire); None when nothing is."""
+        with self._cond:
+            times = [sent + self._describe_seconds for sent in self._describing.values()]
+            if self._rows_asked_at is not None:
+                times.append(self._rows_asked_at + self._rows_seconds)
+            return min(times) if times else None
+
     @property
     def idle(self) -> bool:
         """No round running or asked for."""
         with self._cond:
-            return not self._busy and not self._kicked
+            return not self._describing and not self._kicked and self._rows_asked_at is None
 
     def shutdown(self) -> None:
         with self._cond:
@@ -254,54 +273,72 @@ class Poller:
         self._thread.join(timeout=30)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _next_round(self) -> tuple[bool, dict[str, Any]] | None:
-        """Wait until a round is due: whether it describes everything, and the tracked work keys
-        whose rows it reads (None: shutting down)."""
+    def _next_job(self) -> str | None:
+        """Wait for work: "rows", "round" or "everything" (None: shutting down)."""
         with self._cond:
             while True:
                 if self._closing:
                     return None
+                if self._rows_asked_at is not None:
+                    return "rows"
                 now = self._clock()
-                if self._kicked or (now >= self._next_start and len(self._schedule)):
-                    everything, self._kicked = self._kicked, False
-                    self._busy = True
-                    return everything, self._schedule.keys() if self._read_reports is not None else {}
-                timeout = self._next_start - now if len(self._schedule) else None
+                round_due = not self._describing and now >= self._next_start and len(self._schedule)
+                if self._kicked and not self._describing:
+                    self._kicked = False
+                    return "everything"
+                if round_due:
+                    return "round"
+                timeout = self._next_start - now if len(self._schedule) and not self._describing else None
                 self._cond.wait(timeout)
 
     def _run(self) -> None:
-        recent: deque[float] = deque(maxlen=5)  # the last rounds' durations: plan for the slowest
-        while (round_ := self._next_round()) is not None:
-            everything, keys = round_
-            started = self._clock()
-            reports: Mapping[str, Report] = {}
-            if self._read_reports is not None and keys:
-                try:
-                    reports = self._read_reports(keys)
-                except Exception:  # TryReports does not raise; should a reader, ECS is asked instead
-                    log.exception("FargateExecutor: reading the tries' task instance rows failed")
-            with self._cond:
-                self._schedule.note_reports(reports)
-                ended = frozenset(arn for arn, report in reports.items() if report.ended)
-                if ended:
-                    pokes = frozenset(arn for arn in ended if reports[arn] is Report.RESCHEDULED)
-                    self._answers.append(Ended(ended, pokes))
-                batches = self._schedule.plan(self._clock(), everything=everything)
-            try:
-                wait([self._pool.submit(self._describe_one, batch) for batch in batches])
-            except RuntimeError:  # the interpreter is exiting: no new threads
-                return
-            now = self._clock()
-            recent.append(now - started)
-            with self._cond:
-                self._next_start = self._heartbeats.next_round_start(started, max(recent), now)
-                self._busy = False
-                self._cond.notify_all()
+        while (job := self._next_job()) is not None:
+            if job == "rows":
+                self._read_rows()
+            else:
+                self._start_round(everything=job == "everything")
 
-    def _describe_one(self, batch: list[str]) -> None:
+    def _read_rows(self) -> None:
+        with self._cond:
+            keys = self._schedule.keys()
+        started = self._clock()
+        reports: Mapping[str, Report] = {}
+        try:
+            reports = self._read_reports(keys) if self._read_reports is not None and keys else {}
+        except Exception:  # TryReports does not raise; should a reader, ECS is asked instead
+            log.exception("FargateExecutor: reading the tries' task instance rows failed")
+        with self._cond:
+            self._schedule.note_reports(reports)
+            ended = frozenset(arn for arn, report in reports.items() if report.ended)
+            if ended:
+                pokes = frozenset(arn for arn in ended if reports[arn] is Report.RESCHEDULED)
+                self._answers.append(Ended(ended, pokes))
+            self._rows_read_at = self._clock()
+            self._rows_seconds = self._rows_read_at - started
+            self._rows_asked_at = None
+        self._wakeup.notify()
+
+    def _start_round(self, everything: bool) -> None:
+        with self._cond:
+            self._round_started = self._clock()
+            batches = self._schedule.plan(self._round_started, everything=everything)
+            for index in range(len(batches)):
+                self._describing[index] = self._round_started
+        if not batches:
+            self._end_call(None)
+            return
+        try:
+            for index, batch in enumerate(batches):
+                self._pool.submit(self._describe_one, index, batch)
+        except RuntimeError:  # the interpreter is exiting: no new threads
+            with self._cond:
+                self._closing = True
+
+    def _describe_one(self, index: int, batch: list[str]) -> None:
         with self._cond:
             if self._closing:
                 return
+        started = self._clock()
         answer: Answer
         try:
             answer = self._describe(batch)
@@ -310,6 +347,23 @@ class Poller:
         with self._cond:
             if isinstance(answer, DescribeResult):
                 self._schedule.observe(answer, self._clock())
+                elapsed = self._clock() - started
+                seconds = self._describe_seconds
+                self._describe_seconds = elapsed if not seconds else 0.8 * seconds + 0.2 * elapsed
             else:
                 self._schedule.unpolled(batch)
             self._answers.append(answer)
+        self._end_call(index)
+        self._wakeup.notify()
+
+    def _end_call(self, index: int | None) -> None:
+        """One call of the round answered (None: a round without calls); the last one plans
+        the next round."""
+        with self._cond:
+            self._describing.pop(index, None) if index is not None else None
+            if self._describing:
+                return
+            now = self._clock()
+            self._recent.append(now - self._round_started)
+            self._next_start = self._heartbeats.next_round_start(self._round_started, max(self._recent), now)
+            self._cond.notify_all()

@@ -56,6 +56,12 @@ class AdaptiveRateLimiter:
         self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
         self._last = now
 
+    def available(self) -> int:
+        """Whole tokens in the bucket now (bookings count against it)."""
+        with self._lock:
+            self._refill()
+            return max(0, int(self._tokens))
+
     def reserve(self) -> float:
         """Take a token and return 0, or return the seconds until one will be available."""
         with self._lock:

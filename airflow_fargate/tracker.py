@@ -136,6 +136,10 @@ class TrackedTask:
     launching: bool = False  # a run_task request is with the launcher
     reasons: list[str] = field(default_factory=list)
     workload: Any = None  # Airflow 3 ExecuteTask; serialized into the command at launch time
+    # The first launch call of this token whose outcome is unknown: (when, the API's outage
+    # seconds then), so its deadline counts only time the API answered; None once one answers.
+    unknown_since: tuple[float, float] | None = None
+    find_next: bool = False  # the deadline passed: look for the task by its tags, launch nothing
 
 
 class Tracker:
@@ -271,6 +275,8 @@ class Tracker:
         task.arn = arn
         task.launched_at = now
         task.missing_since = None
+        task.unknown_since = None
+        task.find_next = False
         self._by_arn[arn] = key
 
     def client_token(self, key: Any) -> str:
@@ -283,15 +289,17 @@ class Tracker:
         """A run_task call failed. ``retry_at`` None means the failure is not retryable.
 
         ``outcome_unknown`` (timeouts, connection errors, 5xx): ECS may have started the task, so
-        the next call reuses the same clientToken and ECS returns that task instead of a second one.
+        the next call reuses the same clientToken and ECS returns that task instead of a second one;
+        the API's trouble, not the task's, so it never counts as one of the task's attempts.
         ``counts`` False (missing or expired credentials): a pause, not one of the task's attempts.
         """
         task = self._tasks[key]
-        task.launches += 1 if counts else 0
+        task.launches += 1 if counts and not outcome_unknown else 0
         task.launching = False
         task.reasons.append(reason)
         if not outcome_unknown:
             task.token_generation += 1
+            task.unknown_since = None
         if retry_at is None:
             return Verdict(Outcome.FAILED, f"ECS could not launch the task: {reason}")
         if task.launches >= self.max_launches:

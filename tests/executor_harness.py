@@ -66,16 +66,18 @@ def beat(executor: FargateExecutor) -> None:
     executor.poller.track(executor.tracker.watched())
     executor.poller.kick()  # describe everything now instead of at the poller's next round
     wait_idle(executor)
-    executor._poll()
+    executor._apply_answers()
     executor.failure_output.wait(30)  # failures wait for their output lines: fetch them now
     executor._release_failures()
 
 
 def wait_idle(executor: FargateExecutor) -> None:
-    """Until no run_task or describe_tasks call of the executor is in flight."""
+    """Until no run_task or describe_tasks call of the executor is in flight (requests held
+    while the ECS API is out wait for it, not for a call)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if not executor.launcher.in_flight and executor.poller.idle:
+        held = executor.launcher.breaker.is_open and not executor.launcher.expected_by(0.0)
+        if (held or not executor.launcher.in_flight) and executor.poller.idle:
             return
         time.sleep(0.005)
     raise TimeoutError("executor calls still in flight")

@@ -70,25 +70,43 @@ def dag_run(kind: str, setting: str, **values: float) -> dict:
         "containers": 300,
         "describe_calls": 40,
         "run_task_calls": 300,
+        "slot_gap_p50": 0.3,
+        "slot_gap_p90": 0.5,
+        "spread": 0.0,
     }
     return base | values
 
 
 def test_dag_bench_medians_ratios_and_verdict():
     results = [
-        dag_run("ours", "default", wall_seconds=41.0),
+        dag_run("ours", "default", wall_seconds=35.0),
         dag_run("provider", "default", wall_seconds=43.0),
         dag_run("provider", "default", wall_seconds=45.0),
-        dag_run("ours", "default", wall_seconds=47.0),
+        dag_run("ours", "default", wall_seconds=39.0),
         dag_run("ours", "raised", wall_seconds=16.0, containers=301),  # one try started twice
         dag_run("provider", "raised", wall_seconds=29.0),
+        dag_run("ours", "default-ecs", wall_seconds=40.0, spread=1.0),
+        dag_run("provider", "default-ecs", wall_seconds=44.0, spread=1.0),
     ]
     summary = dag_bench.summarize(results)
-    assert summary[("default", "ours")]["wall_seconds"] == 44.0
-    assert summary[("default", "provider")]["runs"] == 2
+    assert summary[("default", 0.0, "ours")]["wall_seconds"] == 37.0
+    assert summary[("default", 0.0, "provider")]["runs"] == 2
     assert any(line.split()[0] == "ours/prov" for line in dag_bench.table(summary))
     verdict = dict(dag_bench.verdict(summary, n=300))
-    assert verdict["default concurrency: DAG run wall time <= provider's: 44.0 s vs 44.0 s"] is True
-    assert verdict["raised concurrency: DAG run wall time <= provider's: 16.0 s vs 29.0 s"] is True
-    assert verdict["raised ours: 300/300 succeeded, 301 containers"] is False  # a second container is a failure
-    assert dag_bench.verdict({("default", "ours"): summary[("default", "ours")]}, n=300)[-1][1] is None
+    label = "concurrency, spread {}: DAG run wall time <= {}x provider's: {}"
+    assert verdict["default " + label.format(0, 0.85, "37.0 s vs 44.0 s (0.84x)")] is True
+    assert verdict["raised " + label.format(0, 0.5, "16.0 s vs 29.0 s (0.55x)")] is False  # 0.5x is the target
+    assert verdict["default-ecs " + label.format(1, 0.85, "40.0 s vs 44.0 s (0.91x)")] is False
+    assert verdict["raised spread 0 ours: 300/300 succeeded, 301 containers"] is False  # a second container fails
+    only_ours = {("default", 0.0, "ours"): summary[("default", 0.0, "ours")]}
+    assert dag_bench.verdict(only_ours, n=300)[-1][1] is None
+
+
+def test_the_slot_gap_is_queued_time_minus_the_end_that_freed_the_slot():
+    import datetime
+
+    t0 = datetime.datetime(2026, 1, 1)
+    at = [t0 + datetime.timedelta(seconds=s) for s in range(10)]
+    # two slots; tasks end at 2, 3 and 6, 7; the next ones are queued 0.5 s and 1 s later
+    times = [(at[0], at[2]), (at[0], at[3]), (at[2] + datetime.timedelta(seconds=0.5), at[6]), (at[4], at[7])]
+    assert dag_bench.slot_gaps(times, limit=2) == [0.5, 1.0]

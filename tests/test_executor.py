@@ -307,14 +307,14 @@ def test_transient_failures_back_off_and_keep_the_token_when_outcome_unknown(exe
     (key,) = queue(executor, make_workload())
     beat(executor)  # read timeout: ECS may have started it
     assert events(executor) == {}
-    assert executor.tracker.get(key).launches == 1
+    assert executor.tracker.get(key).launches == 0  # the API's trouble, not one of the try's attempts
     beat(executor)  # still backing off: no call
     assert len(tokens) == 1
     executor._clock.now += 10
     beat(executor)  # throttled, retried by the launcher itself, then launched
     assert tokens == [tokens[0]] * 3  # same clientToken after an unknown outcome and a throttle
     assert events(executor)[key][0] == TaskInstanceState.RUNNING
-    assert executor.tracker.get(key).launches == 2  # the throttle did not cost a launch attempt
+    assert executor.tracker.get(key).launches == 1  # neither cost a launch attempt
     assert len(ecs.all_task_arns()) == 1
 
 
@@ -341,10 +341,16 @@ def test_capacity_failure_changes_the_token(executor, ecs, monkeypatch):
 
 
 def test_launch_fails_after_max_run_task_attempts(executor, ecs, monkeypatch):
-    no_capacity = [
-        ClientError({"Error": {"Code": "ServerException", "Message": "Capacity is unavailable"}}, "RunTask")
-    ] * 3
-    tokens = failing_run_task(executor, monkeypatch, list(no_capacity))
+    """Only ECS's own answers count: three RunTask answers of failures[] (nothing started)."""
+    from airflow_fargate.ecs_types import LaunchFailure, LaunchResult
+
+    tokens: list[str] = []
+
+    def run_task(kwargs, client_token):
+        tokens.append(client_token)
+        return LaunchResult(None, (LaunchFailure("Capacity is unavailable at this time"),))
+
+    monkeypatch.setattr(executor.ecs, "run_task", run_task)
     (key,) = queue(executor, make_workload())
     for _ in range(3):
         beat(executor)
@@ -352,8 +358,27 @@ def test_launch_fails_after_max_run_task_attempts(executor, ecs, monkeypatch):
     state, reason = events(executor)[key]
     assert state == TaskInstanceState.FAILED
     assert "3 attempts" in reason and "Capacity is unavailable" in reason
-    assert len(tokens) == 3
+    assert len(tokens) == 3 and len(set(tokens)) == 3  # nothing started: each attempt a new token
     assert key not in executor.running
+
+
+def test_unknown_outcomes_never_cost_an_attempt_and_keep_the_token(executor, ecs, monkeypatch):
+    """5xx and timeouts, many more than max_run_task_attempts (3): the try is launched once the
+    API answers, with the token of the first call, and only one ECS task exists."""
+    unknown = [
+        ClientError({"Error": {"Code": "ServerException", "Message": "Service unavailable"}}, "RunTask"),
+        ReadTimeoutError(endpoint_url="x"),
+    ] * 4
+    tokens = failing_run_task(executor, monkeypatch, list(unknown))
+    (key,) = queue(executor, make_workload())
+    for _ in range(9):
+        beat(executor)
+        executor._clock.now += 30  # past every back-off, within the 5-minute deadline
+        executor.breaker.answered()  # other calls answer: the API is slow for RunTask only
+    assert events(executor)[key][0] == TaskInstanceState.RUNNING
+    assert len(tokens) == 9 and set(tokens) == {tokens[0]}
+    assert executor.tracker.get(key).launches == 1
+    assert len(ecs.all_task_arns()) == 1
 
 
 def test_non_retryable_launch_error_fails_at_once(executor, ecs, monkeypatch):

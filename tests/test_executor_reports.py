@@ -111,3 +111,23 @@ def test_only_a_poke_is_checked_before_it_is_reported_and_one_already_scheduled_
     assert executor.get_event_buffer() == {done: (TaskInstanceState.SUCCESS, done_arn)}
     assert poke not in executor.running
     assert len([s for s in statements if "task_reschedule" in s]) == 1  # one check, for the poke
+
+
+def test_a_launch_and_an_ended_row_are_applied_in_the_heartbeat_that_sees_them(executor, ecs, rows, monkeypatch):
+    """No answer waits a heartbeat it need not: the RUNNING event of a launch made in this
+    heartbeat, and the end of a try whose row this heartbeat read, are in this heartbeat's events
+    (the settle moment is made long here so the test does not depend on this machine's speed;
+    the executor waits only while an answer is due, so it returns as soon as they are in)."""
+    monkeypatch.setattr("airflow_fargate.executor.SETTLE_SECONDS", 10.0)
+    add_ti(rows, "now", "run1", -1, state="queued")
+    (key,) = queue(executor, make_workload("now", dag_id=DAG))
+    started = time.monotonic()
+    executor.heartbeat()
+    (state, arn) = executor.get_event_buffer()[key]
+    assert state == TaskInstanceState.RUNNING and time.monotonic() - started < 9
+    set_row(rows, "now", "running")
+    ecs.set_state(arn, "RUNNING")
+    time.sleep(1.0)  # the rows are read at most once a second
+    set_row(rows, "now", "success")
+    executor.heartbeat()
+    assert executor.get_event_buffer()[key] == (TaskInstanceState.SUCCESS, arn)

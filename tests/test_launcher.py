@@ -251,7 +251,8 @@ def test_submit_returns_at_once_and_calls_run_concurrently():
 @pytest.mark.timeout(30)
 def test_a_whole_burst_goes_out_at_once_and_no_more():
     """The default launcher sends its bucket's whole burst together (100 tasks queued at once are
-    launched in about one RunTask latency), with workers started up front, never more at once."""
+    launched in about one RunTask latency), with workers created for them, never more at once;
+    after the burst the bucket, not a pile of threads, sets the pace."""
     on_wire, peak, lock = [0], [0], threading.Lock()
     barrier = threading.Barrier(100, timeout=10)
 
@@ -266,15 +267,15 @@ def test_a_whole_burst_goes_out_at_once_and_no_more():
         return task("arn-" + token)
 
     launcher = Launcher(run_task, rate=1000, burst=100)
-    launcher.start_workers()
+    assert launcher.workers == 0  # threads exist only while there is work
     launcher.submit([LaunchRequest(key=i, build=dict, client_token=str(i)) for i in range(150)])
     done = settle(launcher, 150)
     launcher.shutdown()
     assert len(done) == 150 and peak[0] == 100
-    assert len(Launcher(run_task, burst=3)._workers) == 0  # started on demand unless asked
-    small = Launcher(run_task, burst=3)
-    small.start_workers()
-    assert len(small._workers) == 3  # never more threads than the burst
+    small = Launcher(lambda kwargs, token: task("arn-" + token), burst=3)
+    small.submit([LaunchRequest(key=i, build=dict, client_token=str(i)) for i in range(10)])
+    assert small.workers <= 3  # never more threads than the burst
+    assert len(settle(small, 10)) == 10
     small.shutdown()
 
 

@@ -526,3 +526,113 @@ def test_start_times_vary_per_task_when_asked_as_on_ecs():
         assert max(waits) - min(waits) > 0.5, waits
     finally:
         ecs.stop()
+
+
+def test_the_guard_refuses_old_signatures_and_headers_added_after_signing(local):
+    """As SigV4 does: a request signed more than 5 minutes ago (a replay), or one whose host or
+    operation was not signed (changed after signing), is refused."""
+    import datetime
+    from unittest import mock
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    creds = local.credentials
+    body = b'{"clusters": []}'
+    describe = {**RUN_TASK_HEADERS, "X-Amz-Target": "AmazonEC2ContainerServiceV20141113.DescribeClusters"}
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def signed(when: datetime.datetime | None = None, unsigned: str = "") -> dict[str, str]:
+        class Leaving(SigV4Auth):
+            def headers_to_sign(self, request):  # type: ignore[no-untyped-def]
+                names = super().headers_to_sign(request)
+                if unsigned:
+                    del names[unsigned]
+                return names
+
+        request = AWSRequest(method="POST", url=local.endpoint_url + "/", data=body, headers=describe)
+        auth = Leaving(Credentials(creds.access_key, creds.secret_key), "ecs", local.config.region)
+        with mock.patch("botocore.auth.get_current_datetime", lambda: (when or now).replace(tzinfo=None)):
+            auth.add_auth(request)
+        return dict(request.headers)
+
+    assert raw_request(local, body=body, headers=signed())[0] == 200
+    assert raw_request(local, body=body, headers=signed(now - datetime.timedelta(minutes=2)))[0] == 200
+    status, _, text = raw_request(local, body=body, headers=signed(now - datetime.timedelta(days=400)))
+    assert status == 403 and "more than 5 minutes" in text
+    status, _, text = raw_request(local, body=body, headers=signed(now + datetime.timedelta(minutes=6)))
+    assert status == 403 and "more than 5 minutes" in text
+    for header in ("host", "x-amz-target"):
+        status, _, text = raw_request(local, body=body, headers=signed(unsigned=header))
+        assert status == 403 and f"{header} must be among the signed headers" in text, text
+
+
+def test_connections_are_kept_alive_as_ecs_keeps_them(local):
+    """One TCP connection serves many calls (a new one per call would cost every client a
+    handshake that real ECS does not)."""
+    client = local.client("ecs")
+    for _ in range(5):
+        headers = client.list_clusters()["ResponseMetadata"]["HTTPHeaders"]
+        assert headers.get("connection", "").lower() != "close"
+    pool = client._endpoint.http_session._manager.connection_from_url(local.endpoint_url)
+    assert pool.num_connections == 1
+
+
+@pytest.mark.parametrize(
+    ("outage", "error"),
+    [
+        ("refuse", "ConnectionClosedError|EndpointConnectionError|ConnectionError"),
+        ("5xx", "ServiceUnavailableException"),
+        ("throttle", "ThrottlingException"),
+    ],
+)
+def test_an_api_outage_fails_every_aws_call_until_it_ends(local, outage, error):
+    import re
+
+    from botocore.config import Config
+
+    ecs = boto3_client(local, Config(retries={"total_max_attempts": 1}))
+    logs = boto3_client(local, Config(retries={"total_max_attempts": 1}), "logs")
+    set_faults(local, api_outage=outage)
+    for call in (ecs.list_clusters, logs.describe_log_groups):
+        with pytest.raises(Exception) as err:
+            call()
+        assert re.search(error, f"{type(err.value).__name__} {err.value}"), err.value
+    assert stats(local)["outage_answers"] == 2
+    set_faults(local)
+    assert ecs.list_clusters()["clusterArns"]
+
+
+def test_a_lost_answer_leaves_the_task_started_and_the_same_token_finds_it(local):
+    from botocore.config import Config
+    from botocore.exceptions import ConnectionClosedError
+
+    ecs = boto3_client(local, Config(retries={"total_max_attempts": 1}))
+    set_faults(local, timeout_rate=1.0, timeout_s=0.2, seed=3)
+    kwargs = {
+        "cluster": local.config.cluster,
+        "taskDefinition": local.config.family,
+        "launchType": "FARGATE",
+        "overrides": {"containerOverrides": [{"name": local.config.container_name, "command": ["true"]}]},
+        "clientToken": "lost-answer",
+    }
+    with pytest.raises(ConnectionClosedError):  # as a read timeout: no answer, outcome unknown
+        ecs.run_task(**kwargs)
+    assert stats(local)["tasks_created"] == 1 and stats(local)["answers_lost"] == 1
+    set_faults(local)
+    again = local.client("ecs").run_task(**kwargs)
+    assert len(again["tasks"]) == 1 and stats(local)["tasks_created"] == 1  # the same task, not a second
+
+
+def boto3_client(local: LocalEcs, config: Any, service: str = "ecs") -> Any:
+    import boto3
+
+    return boto3.session.Session().client(
+        service,
+        region_name=local.config.region,
+        endpoint_url=local.endpoint_url,
+        aws_access_key_id=local.credentials.access_key,
+        aws_secret_access_key=local.credentials.secret_key,
+        config=config,
+    )

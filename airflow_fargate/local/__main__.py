@@ -16,7 +16,7 @@ import threading
 from dataclasses import fields
 from pathlib import Path
 
-from airflow_fargate.local.faults import Faults
+from airflow_fargate.local.faults import OUTAGES, Faults
 
 MISSING_EXTRA = (
     "airflow-fargate-local needs the 'local' extra (moto and its server): pip install 'airflow-fargate[local]'"
@@ -39,6 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stop-grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL")
     parser.add_argument("--env-file", type=Path, help="also write the scheduler env vars to this file")
     for item in fields(Faults):
+        if item.name == "api_outage":
+            parser.add_argument("--api-outage", choices=OUTAGES, default="", help="fail every AWS call this way")
+            continue
         kind = int if item.name.endswith("_burst") or item.name == "seed" else float
         parser.add_argument(f"--{item.name.replace('_', '-')}", type=kind, default=item.default)
     return parser.parse_args(argv)

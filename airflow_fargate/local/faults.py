@@ -20,6 +20,9 @@ START_FAILURE_REASONS = (
 )
 
 
+OUTAGES = ("", "refuse", "5xx", "throttle")
+
+
 @dataclass
 class Faults:
     """Switches for the local endpoint. Rates are probabilities per call or per task (0..1)."""
@@ -37,6 +40,12 @@ class Faults:
     provision_delay_s: float = 0.0  # tasks created meanwhile stay PROVISIONING this long (0 = default)
     provision_jitter_s: float = 0.0  # plus a random 0..this per task: ECS start times vary (ENI, image pull)
     deprovision_delay_s: float = 0.0  # after its container exits a task is DEPROVISIONING this long, then STOPPED
+    # Every AWS call (ECS, CloudWatch Logs) fails this way: "refuse" (the connection is dropped
+    # before any answer), "5xx" (503 ServiceUnavailable, nothing done), "throttle" (every call a
+    # ThrottlingException). "" = the API is up.
+    api_outage: str = ""
+    timeout_rate: float = 0.0  # an ECS call is carried out, then its connection dropped unanswered
+    timeout_s: float = 1.0  # ... this long after the call (the client's read timeout, as it sees it)
     seed: int | None = None
 
     @classmethod
@@ -47,6 +56,8 @@ class Faults:
             raise ValueError(
                 f"unknown fault switches: {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})"
             )
+        if data.get("api_outage", "") not in OUTAGES:
+            raise ValueError(f"api_outage must be one of {', '.join(repr(o) for o in OUTAGES)}")
         return cls(**data)
 
     def as_dict(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ rebinding) and forged requests. Every request, the /_local control paths include
 
 from __future__ import annotations
 
+import datetime
 import hmac
 import io
 import json
@@ -29,6 +30,8 @@ from botocore.credentials import Credentials
 
 StartResponse = Callable[..., Any]
 MAX_BODY = 16 * 1024 * 1024
+CLOSE_HEADER = "X-Local-Close"  # a response whose request body was not read closes its connection
+MAX_CLOCK_SKEW_SECONDS = 300  # SigV4 refuses a request signed more than 5 minutes off
 
 
 @dataclass(frozen=True)
@@ -43,11 +46,10 @@ class LocalCredentials:
         return cls("AKIALOCAL" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30))
 
 
-def _refuse(start_response: StartResponse, reason: str) -> list[bytes]:
+def _refuse(start_response: StartResponse, reason: str, close: bool = False) -> list[bytes]:
     body = json.dumps({"__type": "AccessDeniedException", "message": f"local ECS endpoint: {reason}"}).encode()
-    start_response(
-        "403 Forbidden", [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(body)))]
-    )
+    headers = [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(body)))]
+    start_response("403 Forbidden", headers + ([(CLOSE_HEADER, "1")] if close else []))
     return [body]
 
 
@@ -92,7 +94,7 @@ class Guard:
         problem = "request body too large" if body is None else self._problem(environ, body)
         if problem:
             self.on_refused()
-            return _refuse(start_response, problem)
+            return _refuse(start_response, problem, close=body is None)
         environ["wsgi.input"] = io.BytesIO(body or b"")
         return self.app(environ, _without_cors(start_response))
 
@@ -118,7 +120,13 @@ class Guard:
         access_key, *scope = fields["Credential"].split("/")
         if not hmac.compare_digest(access_key, self.credentials.access_key) or len(scope) < 3:
             return "unknown access key"
-        signed = [name.strip() for name in fields["SignedHeaders"].split(";") if name.strip()]
+        signed = [name.strip().lower() for name in fields["SignedHeaders"].split(";") if name.strip()]
+        unsigned = [name for name in _must_sign(environ) if name not in signed]
+        if unsigned:
+            return f"{', '.join(unsigned)} must be among the signed headers"
+        skew = _clock_skew(environ.get("HTTP_X_AMZ_DATE", ""))
+        if skew is None or skew > MAX_CLOCK_SKEW_SECONDS:
+            return "request time (x-amz-date) is more than 5 minutes away from the endpoint's clock"
         headers = {name: environ.get("HTTP_" + name.upper().replace("-", "_"), "") for name in signed}
         for name in ("content-type", "content-length"):  # WSGI keeps these two without HTTP_
             if name in signed:
@@ -131,6 +139,23 @@ class Guard:
         if not expected or not hmac.compare_digest(expected, fields["Signature"]):
             return "signature does not match"
         return None
+
+
+def _must_sign(environ: dict[str, Any]) -> list[str]:
+    """Headers a request must have signed: host and its date always, its operation when named."""
+    names = ["host", "x-amz-date"]
+    if environ.get("HTTP_X_AMZ_TARGET"):
+        names.append("x-amz-target")
+    return names
+
+
+def _clock_skew(amz_date: str) -> float | None:
+    """Seconds between the request's x-amz-date (20261208T010203Z) and now; None if unreadable."""
+    try:
+        signed_at = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return None
+    return abs((datetime.datetime.now(datetime.timezone.utc) - signed_at).total_seconds())
 
 
 def _without_cors(start_response: StartResponse) -> StartResponse:

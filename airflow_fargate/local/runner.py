@@ -87,6 +87,8 @@ class Stats:
     spot_interruptions: int = 0
     stops_requested: int = 0
     requests_refused: int = 0  # not from the scheduler this endpoint was started for (guard.py)
+    outage_answers: int = 0  # calls failed by an injected API outage (faults.api_outage)
+    answers_lost: int = 0  # calls carried out whose answer was dropped (faults.timeout_rate)
     created_per_try: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     started_per_try: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     overlapping_tries: list[str] = field(default_factory=list)  # two containers of one queueing

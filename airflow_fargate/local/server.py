@@ -8,8 +8,11 @@ stop_task that really stops the container). /_local/stats and /_local/faults are
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
+import struct
 import sys
 import threading
 import time
@@ -25,8 +28,8 @@ from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from airflow_fargate.local import moto_tasks
-from airflow_fargate.local.faults import CAPACITY_REASONS, Faults, TokenBucket
-from airflow_fargate.local.guard import Guard, LocalCredentials, control_request
+from airflow_fargate.local.faults import CAPACITY_REASONS, Dice, Faults, TokenBucket
+from airflow_fargate.local.guard import CLOSE_HEADER, Guard, LocalCredentials, control_request
 from airflow_fargate.local.runner import LocalRunner
 from airflow_fargate.local.runtimes import Runtime, make_runtime
 
@@ -208,6 +211,7 @@ class FaultMiddleware:
         self.set_faults(_State.faults)
 
     def set_faults(self, faults: Faults) -> None:
+        self.dice = Dice(faults.seed)
         _State.faults = faults
         if _State.runner:
             _State.runner.faults = faults
@@ -219,6 +223,10 @@ class FaultMiddleware:
         if path.startswith("/_local/"):
             return self._control(path, environ, start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if _State.faults.api_outage:
+            return self._outage(environ, start_response)
+        if target.startswith(ECS_TARGET_PREFIX) and self.dice.chance(_State.faults.timeout_rate):
+            return self._answer_lost(environ, start_response)
         if target.startswith(ECS_TARGET_PREFIX):
             if _State.runner:
                 _State.runner.stats.api_calls[target.removeprefix(ECS_TARGET_PREFIX)] += 1
@@ -233,6 +241,30 @@ class FaultMiddleware:
                     _State.runner.stats.describe_tasks_throttled += 1
                 return self._throttled(start_response)
         return self.app(environ, start_response)
+
+    def _outage(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Every AWS call fails as in an outage of the kind the faults name."""
+        if _State.runner:
+            _State.runner.stats.outage_answers += 1
+        outage = _State.faults.api_outage
+        if outage == "throttle":
+            return self._throttled(start_response)
+        if outage == "5xx":
+            body = {"__type": "ServiceUnavailableException", "message": "Service Unavailable (local outage)"}
+            return _json_response(start_response, "503 Service Unavailable", body)
+        _drop_connection(environ)
+        return []
+
+    def _answer_lost(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """The call is carried out (a RunTask starts its task), but its answer never arrives:
+        the connection is dropped ``timeout_s`` later, as a client's read timeout ends it."""
+        if _State.runner:
+            _State.runner.stats.answers_lost += 1
+        for _ in self.app(environ, lambda *args, **kwargs: None):
+            pass
+        time.sleep(_State.faults.timeout_s)
+        _drop_connection(environ)
+        return []
 
     @staticmethod
     def _throttled(start_response: Callable[..., Any]) -> list[bytes]:
@@ -256,9 +288,71 @@ class FaultMiddleware:
         return _json_response(start_response, "404 Not Found", {"error": f"unknown control path {path}"})
 
 
+def _drop_connection(environ: dict[str, Any]) -> None:
+    """Close the request's connection without an answer (the client sees it reset)."""
+    sock = environ.get("werkzeug.socket")
+    if sock is None:
+        raise ConnectionAbortedError("local outage")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 def _count_refused() -> None:
     if _State.runner:
         _State.runner.stats.requests_refused += 1
+
+
+def _keep_alive_handler() -> type:
+    """Moto's request handler with HTTP/1.1 keep-alive, as ECS's endpoints keep connections open
+    (werkzeug closes every connection; a client then pays a new TCP connection per call). Safe
+    because the guard reads every request body whole before anything answers; a response the
+    guard marks (``CLOSE_HEADER``: a body it did not read) still closes its connection."""
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    class KeepAliveHandler(MotoRequestHandler):  # type: ignore[misc, valid-type]
+        protocol_version = "HTTP/1.1"
+        _close_asked = False
+
+        def send_header(self, keyword: str, value: str) -> None:
+            if keyword == CLOSE_HEADER:
+                self._close_asked = True
+                return
+            if keyword.lower() == "connection" and value.lower() == "close" and not self._close_asked:
+                return  # werkzeug's blanket close
+            super().send_header(keyword, value)
+
+        def handle_one_request(self) -> None:
+            self._close_asked = False
+            super().handle_one_request()
+
+        def run_wsgi(self) -> None:
+            # werkzeug drains what is left to read after each answer (it closes every connection):
+            # on a kept-alive connection that would block on the next request. The guard has read
+            # this request's body whole, so nothing of it is left: skip the drain.
+            rfile = self.rfile
+            self.rfile = _NoDrain(rfile)
+            try:
+                super().run_wsgi()
+            finally:
+                self.rfile = rfile
+
+    return KeepAliveHandler
+
+
+class _NoDrain:
+    """A request's input stream whose drain read (werkzeug's 10 MB read) finds nothing."""
+
+    DRAIN_SIZE = 10_000_000
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        return b"" if size == self.DRAIN_SIZE else bytes(self._stream.read(size))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 class _Server(ThreadedMotoServer):
@@ -268,16 +362,13 @@ class _Server(ThreadedMotoServer):
     credentials: LocalCredentials
 
     def _server_entry(self) -> None:
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
 
         self.middleware = FaultMiddleware(DomainDispatcherApplication(create_backend_app))
         guard = Guard(self.middleware, self.credentials, _count_refused)
-        self._server = make_server(self._ip_address, self._port, guard, True, request_handler=MotoRequestHandler)
+        handler = _keep_alive_handler()
+        self._server = make_server(self._ip_address, self._port, guard, True, request_handler=handler)
         guard.port = self._server.server_port
         self._server_ready_event.set()
         self._server.serve_forever()

@@ -284,6 +284,13 @@ class AirflowStack:
         )
         return [TaskRow(*row) for row in rows]
 
+    def task_times(self, dag_id: str, run_id: str) -> list[tuple[Any, Any]]:
+        """(queued_dttm, end_date) of every task instance of a run, as the database returns them."""
+        rows = self._query(
+            "SELECT queued_dttm, end_date FROM task_instance WHERE dag_id = :d AND run_id = :r", d=dag_id, r=run_id
+        )
+        return [(row[0], row[1]) for row in rows]
+
     def callback_rows(self, dag_id: str) -> list[CallbackRow]:
         """The executor callbacks of this DAG's runs (the table exists from Airflow 3.3)."""
         rows = []

@@ -1,0 +1,148 @@
+"""The API's trouble is not the task's: an outage pauses launching (circuit breaker), a launch
+whose outcome stays unknown is looked up by its tags before its try fails, and a heartbeat
+applies answers that arrive within its settle moment. Against moto ECS."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from airflow.utils.state import TaskInstanceState
+from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
+
+from airflow_fargate.breaker import OPEN_AFTER_FAILURES
+from airflow_fargate.executor import LAUNCH_OUTCOME_DEADLINE_SECONDS
+from tests.executor_harness import beat, events, queue
+from tests.helpers import make_workload
+
+DOWN = EndpointConnectionError(endpoint_url="https://ecs.us-east-1.amazonaws.com/")
+
+
+def wait_for(condition, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+def test_an_outage_pauses_launches_fails_nothing_and_one_probe_resumes_them(executor, ecs, monkeypatch):
+    real_run_task, real_probe = executor.ecs.run_task, executor.ecs.probe
+    api = {"down": True, "run_task_calls": 0, "probes": 0}
+
+    def run_task(kwargs, token):
+        api["run_task_calls"] += 1
+        if api["down"]:
+            raise DOWN
+        return real_run_task(kwargs, token)
+
+    def probe():
+        api["probes"] += 1
+        if api["down"]:
+            raise DOWN
+        real_probe()
+
+    monkeypatch.setattr(executor.ecs, "run_task", run_task)
+    monkeypatch.setattr(executor.ecs, "probe", probe)
+    keys = queue(executor, *[make_workload(f"t{i}") for i in range(8)])
+    executor.heartbeat()
+    wait_for(lambda: executor.breaker.is_open)
+    beat(executor)
+    calls_when_open = api["run_task_calls"]
+    assert calls_when_open >= OPEN_AFTER_FAILURES
+    for _ in range(5):  # the outage goes on for many heartbeats and back-offs
+        executor._clock.now += 30
+        beat(executor)
+    wait_for(lambda: api["probes"] >= 1)
+    assert api["run_task_calls"] == calls_when_open  # nothing but probes while the API is out
+    assert all(executor.tracker.get(key).launches == 0 for key in keys)
+    assert not any(state == TaskInstanceState.FAILED for state, _ in events(executor).values())
+    api["down"] = False
+    executor._clock.now += 10  # the next probe is due
+    wait_for(lambda: not executor.breaker.is_open, timeout=30)
+    seen: dict = {}
+    for _ in range(5):
+        executor._clock.now += 30
+        beat(executor)
+        for key, (state, _) in events(executor).items():
+            seen.setdefault(key, []).append(state)
+    assert {key: seen[key][0] for key in keys} == dict.fromkeys(keys, TaskInstanceState.RUNNING)
+    assert not any(TaskInstanceState.FAILED in states for states in seen.values())
+    assert len(ecs.all_task_arns()) == len(keys)  # one ECS task per try, retries included
+
+
+def test_the_start_and_end_of_an_outage_are_logged_once(executor, ecs, capsys, caplog):
+    """The executor logs through Airflow's logging (structlog on Airflow 3: standard output)."""
+    caplog.set_level(logging.WARNING)
+    executor.breaker.failed("EndpointConnectionError")
+    for _ in range(OPEN_AFTER_FAILURES):
+        executor.breaker.failed("EndpointConnectionError")
+    executor.heartbeat()
+    executor.heartbeat()
+    executor.breaker.answered()
+    executor.heartbeat()
+    executor.heartbeat()
+    text = capsys.readouterr().out + "\n".join(record.getMessage() for record in caplog.records)
+    assert text.count("ECS API outage (EndpointConnectionError)") == 1
+    assert text.count("The ECS API answers again") == 1
+
+
+def test_a_launch_whose_outcome_stays_unknown_and_started_nothing_fails_with_that_reason(executor, ecs, monkeypatch):
+    tokens: list[str] = []
+
+    def run_task(kwargs, token):
+        tokens.append(token)
+        raise ReadTimeoutError(endpoint_url="x")
+
+    monkeypatch.setattr(executor.ecs, "run_task", run_task)
+    (key,) = queue(executor, make_workload())
+    for _ in range(12):
+        beat(executor)
+        executor.breaker.answered()  # other calls answer: only RunTask's outcome is unknown
+        executor._clock.now += LAUNCH_OUTCOME_DEADLINE_SECONDS / 4
+        if key in (seen := events(executor)):
+            break
+    state, reason = seen[key]
+    assert state == TaskInstanceState.FAILED
+    assert "no ECS task of this launch exists" in reason and "ReadTimeoutError" in reason
+    assert set(tokens) == {tokens[0]} and ecs.all_task_arns() == []
+
+
+def test_a_launch_whose_answer_was_lost_is_found_by_its_tags_and_tracked(executor, ecs, monkeypatch):
+    real_run_task = executor.ecs.run_task
+    started: list[str] = []
+
+    def run_task(kwargs, token):
+        if not started:  # the first call starts the task, its answer is lost
+            started.append(real_run_task(kwargs, token).task.arn)
+        raise ReadTimeoutError(endpoint_url="x")
+
+    monkeypatch.setattr(executor.ecs, "run_task", run_task)
+    (key,) = queue(executor, make_workload())
+    for _ in range(12):
+        beat(executor)
+        executor.breaker.answered()
+        executor._clock.now += LAUNCH_OUTCOME_DEADLINE_SECONDS / 4
+        if key in (seen := events(executor)):
+            break
+    assert seen[key] == (TaskInstanceState.RUNNING, started[0])
+    assert ecs.all_task_arns() == started  # found, not launched again
+    assert executor.tracker.get(key).arn == started[0]
+
+
+def test_time_the_api_was_out_does_not_count_toward_the_unknown_outcome_deadline(executor, ecs, monkeypatch):
+    monkeypatch.setattr(executor.ecs, "run_task", lambda kwargs, token: (_ for _ in ()).throw(DOWN))
+    (key,) = queue(executor, make_workload())
+    beat(executor)
+    task = executor.tracker.get(key)
+    assert task.unknown_since is not None and not task.find_next
+    for _ in range(OPEN_AFTER_FAILURES):
+        executor.breaker.failed("down")
+    executor._clock.now += LAUNCH_OUTCOME_DEADLINE_SECONDS * 2  # all of it an outage
+    executor.breaker.answered()
+    executor._note_unknown_outcome(task, executor._clock())
+    assert not task.find_next
+    executor._clock.now += LAUNCH_OUTCOME_DEADLINE_SECONDS
+    executor._note_unknown_outcome(task, executor._clock())
+    assert task.find_next
