@@ -310,7 +310,7 @@ def _keep_alive_handler() -> type:
     guard marks (``CLOSE_HEADER``: a body it did not read) still closes its connection."""
     from moto.moto_server.werkzeug_app import MotoRequestHandler
 
-    class KeepAliveHandler(MotoRequestHandler):  # type: ignore[misc, valid-type]
+    class KeepAliveHandler(MotoRequestHandler):
         protocol_version = "HTTP/1.1"
         _close_asked = False
 
@@ -331,7 +331,7 @@ def _keep_alive_handler() -> type:
             # on a kept-alive connection that would block on the next request. The guard has read
             # this request's body whole, so nothing of it is left: skip the drain.
             rfile = self.rfile
-            self.rfile = _NoDrain(rfile)
+            self.rfile = _NoDrain(rfile)  # type: ignore[assignment]
             try:
                 super().run_wsgi()
             finally:
