@@ -29,7 +29,13 @@ typecheck: venv
 unit: venv
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
-test: lint typecheck test-airflow3 test-airflow2
+# Both Airflow suites run even when the first fails; the target fails at the end if either did.
+test: lint typecheck
+	@status=0; \
+	$(MAKE) --no-print-directory test-airflow3 || status=1; \
+	$(MAKE) --no-print-directory test-airflow2 || status=1; \
+	if [ $$status -ne 0 ]; then echo "make test: a suite failed (see above)"; fi; \
+	exit $$status
 
 # Two workers; --dist loadfile keeps each test file on one worker, so an e2e module's stack (a real
 # scheduler, api-server and endpoint) starts once, not once per worker.

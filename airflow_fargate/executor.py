@@ -346,6 +346,7 @@ class FargateExecutor(BaseExecutor):
                     "The ECS API answers again after %.0fs of outage; launching resumes.", change.outage_seconds
                 )
                 self._next_sweep_at = min(self._next_sweep_at, self._clock())  # the sweep missed the outage
+                self.launcher.limiter.restore()  # the outage's throttles said nothing of our pace
         stats.gauge("fargate.ecs_api.available", 0 if self.breaker.is_open else 1)
 
     # -- the orphan sweep (sweep.py decides; here its verdicts become tracker state and stops) --
@@ -358,7 +359,7 @@ class FargateExecutor(BaseExecutor):
         now = self._clock()
         if now >= self._next_sweep_at and not self.sweeper.busy:
             self._next_sweep_at = now + self._sweep_interval
-            self.sweeper.request(self.tracker.active_arns())
+            self.sweeper.request(self.tracker.active_arns(), self.tracker.queueing_ids())
         result = self.sweeper.take()
         if isinstance(result, Exception):
             if is_credentials_error(result):
@@ -841,7 +842,7 @@ class FargateExecutor(BaseExecutor):
         when the last orphan sweep found its ECS task by its tags; every adoption round also
         starts a sweep, which stops the ECS tasks of tries Airflow resets."""
         if self._started and self.job_id is not None:
-            self.sweeper.request(self.tracker.active_arns())
+            self.sweeper.request(self.tracker.active_arns(), self.tracker.queueing_ids())
             self._next_sweep_at = self._clock() + self._sweep_interval
         # Airflow's orphan check may offer a scheduler its own just-queued tries (the row's
         # queued_by_job_id is not ours yet, or the ARN not yet saved): those are ours, kept as they are.

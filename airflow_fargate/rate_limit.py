@@ -92,6 +92,12 @@ class AdaptiveRateLimiter:
             self._tokens = 0.0  # no saved burst, and no bookings: they are cancelled
             self._bookings += 1  # sleeping callers book again, at the new rate
 
+    def restore(self) -> None:
+        """Back to the configured rate (after an outage: its throttles said nothing of our pace)."""
+        with self._lock:
+            self._refill()
+            self.rate = self.max_rate
+
     def on_success(self) -> None:
         with self._lock:
             self.rate = min(self.max_rate, self.rate + self.increase)

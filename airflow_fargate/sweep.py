@@ -29,7 +29,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 SWEEP_CALL_RATE = 5.0  # ListTasks/DescribeTasks calls per second: a quarter of the 20/s read quota
 SWEEP_CALL_BURST = 10
 FINISHED_TRY_GRACE_SECONDS = 300.0  # a container still up this long after its try ended is stuck
+# A task of this scheduler created less than this before a sweep was asked for may be one whose
+# RunTask answer was on its way: ECS's clock and ours may differ by this much.
+REQUEST_CLOCK_MARGIN_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,11 @@ class Snapshot:
     tasks: tuple[Listed, ...]  # untracked ones, described
     listed_arns: frozenset[str]  # every ARN ListTasks returned, tracked ones included
     started_at: float = 0.0  # the sweeper's clock when the listing began
+    # What the scheduler tracked when it asked for this sweep: a task it launched for one of
+    # these queueings (or created after the request) was wanted then, whatever became of it
+    # before the snapshot is applied; judging it by tracking at apply time stops it falsely.
+    requested_queueings: frozenset[str] = frozenset()
+    requested_at: float = float("inf")  # epoch seconds of the request
 
     @property
     def listed(self) -> int:
@@ -110,11 +118,13 @@ def _listed(entry: Any) -> Listed | None:
 def decide(snapshot: Snapshot, known: Ownership, db: MetadataDb, now: float | None = None) -> list[Decision]:
     """What to do with each listed task (reads the DB; changes nothing); ``now`` is epoch seconds."""
     now = time.time() if now is None else now
+    wanted_queueings = known.tracked_queueings | snapshot.requested_queueings
     candidates = [
         task
         for task in snapshot.tasks
         if task.arn not in known.tracked_arns
-        and not (task.owner and task.owner.queueing and task.owner.queueing in known.tracked_queueings)
+        and not (task.owner and task.owner.queueing and task.owner.queueing in wanted_queueings)
+        and not (task.owner and task.owner.job == known.our_job and task.created_at >= snapshot.requested_at)
     ]
     decisions: list[Decision] = []
     others: list[Listed] = []
@@ -215,6 +225,8 @@ class OrphanSweeper:
         self._pace = pacer or Pacer()
         self._cond = threading.Condition()
         self._requested: frozenset[str] | None = None
+        self._requested_queueings: frozenset[str] = frozenset()
+        self._requested_at = float("inf")
         self._stops: list[tuple[str, str]] = []
         self._result: Snapshot | Exception | None = None
         self._closing = False
@@ -222,10 +234,15 @@ class OrphanSweeper:
         self._thread = threading.Thread(target=self._loop, daemon=True, name="fargate-orphan-sweep")
         self._thread.start()
 
-    def request(self, tracked_arns: Iterable[str]) -> None:
-        """Sweep soon; ARNs tracked now need no describe. Requests made meanwhile coalesce."""
+    def request(self, tracked_arns: Iterable[str], tracked_queueings: Iterable[str] = ()) -> None:
+        """Sweep soon; ARNs tracked now need no describe, and the snapshot remembers the
+        queueings tracked now and when it was asked for. Requests made meanwhile coalesce."""
         with self._cond:
+            if self._requested is None:
+                self._requested_queueings = frozenset()
+                self._requested_at = time.time() - REQUEST_CLOCK_MARGIN_SECONDS
             self._requested = frozenset(tracked_arns) | (self._requested or frozenset())
+            self._requested_queueings |= frozenset(tracked_queueings)
             self._cond.notify_all()
 
     def stop_task(self, arn: str, reason: str) -> None:
@@ -259,6 +276,7 @@ class OrphanSweeper:
                     self._cond.wait()
                 stops, self._stops = self._stops, []
                 requested, self._requested = self._requested, None
+                queueings, requested_at = self._requested_queueings, self._requested_at
                 if self._closing and not stops:
                     return
                 self._working = True
@@ -267,6 +285,8 @@ class OrphanSweeper:
             if requested is not None:
                 try:
                     result: Snapshot | Exception = self._sweep(requested)
+                    if isinstance(result, Snapshot):
+                        result = replace(result, requested_queueings=queueings, requested_at=requested_at)
                 except Exception as err:
                     result = err
                 with self._cond:

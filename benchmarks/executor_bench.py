@@ -175,7 +175,7 @@ def worker(kind: str, n: int, endpoint: str, timeout: float) -> dict[str, Any]:
 
     configure_mappers()
 
-    cpu_before = cpu_seconds()
+    cpu_at_load = cpu_seconds()
     executor = ExecutorLoader.load_executor(EXECUTORS[kind])
     executor.parallelism = n
     began = time.perf_counter()
@@ -186,6 +186,9 @@ def worker(kind: str, n: int, endpoint: str, timeout: float) -> dict[str, Any]:
     # The garbage this process made so far is the bench's (N workloads at once, which no
     # scheduler loop makes): collected now, not in the executor's first timed heartbeat.
     gc.collect()
+    # The CPU window starts at the first heartbeat, for both executors alike; loading the
+    # executor, start() and the bench's queueing are reported apart (start_cpu_seconds).
+    cpu_before = cpu_seconds()
     started, started_epoch = time.perf_counter(), time.time()
     heartbeats: list[float] = []
     finished: dict[str, float] = {}  # try -> when the executor reported it finished (epoch s)
@@ -216,6 +219,7 @@ def worker(kind: str, n: int, endpoint: str, timeout: float) -> dict[str, Any]:
         "longest_heartbeat_s": ordered[-1],
         "p99_heartbeat_s": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
         "cpu_seconds": cpu,
+        "start_cpu_seconds": cpu_before - cpu_at_load,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -248,6 +252,8 @@ def quota_faults(args: argparse.Namespace) -> Any:
         describe_tasks_rate=args.rate,
         describe_tasks_burst=args.burst,
         provision_jitter_s=args.provision_jitter,
+        timeout_rate=getattr(args, "timeout_rate", 0.0),
+        timeout_s=getattr(args, "timeout_s", 1.0),
         seed=1,
     )
 
@@ -276,6 +282,7 @@ def run_one(kind: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
             "AIRFLOW_CONN_AWS_DEFAULT": "aws://",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",  # the same for both: no executor pays for INFO lines
         }
     )
     command = [sys.executable, __file__, "--worker", kind, "--n", str(n), "--endpoint", ecs.endpoint_url]
@@ -454,6 +461,7 @@ METRICS = (  # name, column title, format
     ("longest_heartbeat_s", "max hb s", "{:.3f}"),
     ("p99_heartbeat_s", "p99 hb s", "{:.3f}"),
     ("cpu_seconds", "CPU s", "{:.1f}"),
+    ("start_cpu_seconds", "start CPU s", "{:.2f}"),
     ("peak_rss_mb", "RSS MB", "{:.0f}"),
     ("describe_calls", "Describe", "{:.0f}"),
     ("run_task_calls", "RunTask", "{:.0f}"),
@@ -500,6 +508,10 @@ def ratio(ours: float | None, theirs: float | None) -> str:
     return f"{ours / theirs:.2f}"
 
 
+def scaled(value: float | None, factor: float) -> float | None:
+    return None if value is None else value * factor
+
+
 def verdict(summary: dict[tuple[int, str], dict[str, Any]]) -> list[tuple[str, bool | None]]:
     """The issue's targets, judged on medians of this run (None: not measured)."""
     checks: list[tuple[str, bool | None]] = []
@@ -512,8 +524,10 @@ def verdict(summary: dict[tuple[int, str], dict[str, Any]]) -> list[tuple[str, b
             ("x_floor", 1.05, "launch <= 1.05x floor", False),
             ("median_finish_lag_s", HEARTBEAT, "median finish lag <= one heartbeat", False),
             ("describe_calls", theirs.get("describe_calls"), "DescribeTasks calls <= provider's", False),
-            ("cpu_seconds", theirs.get("cpu_seconds"), "CPU <= provider's", False),
-            ("longest_heartbeat_s", 0.1, "longest heartbeat < 0.1 s", True),
+            ("cpu_seconds", scaled(theirs.get("cpu_seconds"), 0.8), "CPU <= 0.8x provider's", False),
+            ("peak_rss_mb", scaled(theirs.get("peak_rss_mb"), 1.05), "RSS <= 1.05x provider's", False),
+            ("longest_heartbeat_s", 0.2, "longest heartbeat < 0.2 s", True),
+            ("p99_heartbeat_s", 0.05, "p99 heartbeat < 0.05 s", True),
             ("start_seconds", 0.5, "start() <= 0.5 s (health check on)", False),
             ("run_task_throttled", max(1.0, 0.01 * calls), "RunTask throttled <= 1%", False),
         ]
@@ -571,6 +585,7 @@ def main(argv: list[str] | None = None) -> int:
     add_keep_argument(parser)
     parser.add_argument("--timeout", type=float, default=1800, help="give up on one run after this long")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "executor_bench.json")
+    parser.add_argument("--slow-api-n", type=int, default=500, help="tries in the slow-API case (0: skip it)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--raw-client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
@@ -597,6 +612,7 @@ def main(argv: list[str] | None = None) -> int:
             for kind in kinds if pair % 2 == 0 else reversed(kinds):
                 print(f"N={n} pair {pair + 1}/{args.pairs}: {kind} ...", file=sys.stderr, flush=True)
                 results.append(run_one(kind, n, args))
+    slow = slow_api_runs(kinds, args)
     discard(args.metadata_db.parent, args)
 
     machine = machine_name()
@@ -610,12 +626,55 @@ def main(argv: list[str] | None = None) -> int:
     for line in table(summary):
         print(line)
     checks = verdict(summary)
+    if slow:
+        print(
+            f"\nslow API: N={args.slow_api_n}, {SLOW_API['latency_ms']:.0f} ms per call, "
+            f"{SLOW_API['timeout_rate']:.0%} of ECS calls carried out but never answered"
+        )
+        print(f"{'executor':<9} {'failed':>7} {'containers':>11} {'RunTask':>8} {'all done s':>11}")
+        for row in slow:
+            done = row["all_finished_seconds"]
+            print(
+                f"{row['executor']:<9} {row['failed']:>7} {row['containers']:>11} {row['run_task_calls']:>8} "
+                f"{done if done is None else round(done, 1)!s:>11}"
+            )
+        checks.extend(slow_api_verdict(slow, args.slow_api_n))
     print_targets(checks)
     skip = ("json", "worker", "endpoint", "metadata_db", "raw_client")
     arguments = {k: v for k, v in vars(args).items() if k not in skip}
     rows = [{"n": n, "executor": kind, **row} for (n, kind), row in summary.items()]
+    results.extend({"scenario": "slow-api", **row} for row in slow)
     write_json(args.json, machine=machine, arguments=arguments, summary=rows, checks=checks, results=results)
     return 0
+
+
+# The slow-API case: every ECS call 2 s late, and a fifth of them carried out but never answered
+# (the connection dropped 2 s later, as a read timeout ends it: the outcome is unknown).
+SLOW_API = {"latency_ms": 2000.0, "timeout_rate": 0.2, "timeout_s": 2.0}
+
+
+def slow_api_runs(kinds: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One run per executor (ours first) at N = --slow-api-n on a slow, lossy API."""
+    if not args.slow_api_n:
+        return []
+    slow_args = argparse.Namespace(**{**vars(args), **SLOW_API})
+    runs = []
+    for kind in kinds:
+        print(f"slow API N={args.slow_api_n}: {kind} ...", file=sys.stderr, flush=True)
+        runs.append(run_one(kind, args.slow_api_n, slow_args))
+    return runs
+
+
+def slow_api_verdict(runs: list[dict[str, Any]], n: int) -> list[tuple[str, bool | None]]:
+    """Ours: no try failed and one container per try (the provider's is printed, not judged)."""
+    return [
+        (
+            f"slow API ours: {run['failed']} failed, {run['containers']} containers for {n} tries",
+            run["failed"] == 0 and run["containers"] == n,
+        )
+        for run in runs
+        if run["executor"] == "ours"
+    ]
 
 
 if __name__ == "__main__":

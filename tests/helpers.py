@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import shutil
 import sys
 import time
@@ -168,6 +169,12 @@ def epoch(value: Any) -> float:
     return (when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)).timestamp()
 
 
+def slowdown() -> float:
+    """How much slower than a quiet 2-core machine this one may be: every deadline a test waits
+    on is scaled by AIRFLOW_FARGATE_TEST_SLOWDOWN (default 1; CI on a busy machine sets more)."""
+    return max(1.0, float(os.environ.get("AIRFLOW_FARGATE_TEST_SLOWDOWN", "1")))
+
+
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
     """Poll ``predicate`` until it returns something truthy (returned), or TimeoutError(what)."""
     deadline = time.monotonic() + timeout
@@ -262,6 +269,9 @@ def e2e_stack(
     extra_env: dict[str, str] | None = None,
     db_url: str | None = None,
     faults: Any = None,
+    *,
+    runtime: str = "process",
+    simulate_duration: float = 1.0,
 ) -> Iterator[Any]:
     """A running AirflowStack with these DAG files (paths from the repo root), each run triggered."""
     from airflow_fargate.local.stack import AirflowStack
@@ -275,7 +285,13 @@ def e2e_stack(
     from airflow_fargate.local.faults import Faults
 
     with AirflowStack(
-        home=work / "airflow", dags_folder=dags, extra_env=extra_env or {}, db_url=db_url, faults=faults or Faults()
+        home=work / "airflow",
+        dags_folder=dags,
+        extra_env=extra_env or {},
+        db_url=db_url,
+        faults=faults or Faults(),
+        runtime=runtime,
+        simulate_duration=simulate_duration,
     ) as running:
         for dag_id, run_id in runs.items():  # independent runs go in parallel
             running.trigger(dag_id, run_id)

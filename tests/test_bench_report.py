@@ -50,7 +50,10 @@ def test_medians_ratios_and_verdict():
     assert any(line.split()[0] == "ours/prov" for line in lines)
     verdict = dict(executor_bench.verdict(summary))
     assert verdict["N=500 DescribeTasks calls <= provider's: 60.000 vs 51.000"] is False
-    assert verdict["N=500 longest heartbeat < 0.1 s: 0.020 vs 0.100"] is True
+    assert verdict["N=500 longest heartbeat < 0.2 s: 0.020 vs 0.200"] is True
+    assert verdict["N=500 p99 heartbeat < 0.05 s: 0.010 vs 0.050"] is True
+    assert verdict["N=500 CPU <= 0.8x provider's: 3.000 vs 2.400"] is False  # parity is not enough
+    assert verdict["N=500 RSS <= 1.05x provider's: 180.000 vs 189.000"] is True
 
 
 def test_a_run_that_never_finished_is_not_measured_rather_than_met():
@@ -110,3 +113,15 @@ def test_the_slot_gap_is_queued_time_minus_the_end_that_freed_the_slot():
     # two slots; tasks end at 2, 3 and 6, 7; the next ones are queued 0.5 s and 1 s later
     times = [(at[0], at[2]), (at[0], at[3]), (at[2] + datetime.timedelta(seconds=0.5), at[6]), (at[4], at[7])]
     assert dag_bench.slot_gaps(times, limit=2) == [0.5, 1.0]
+
+
+def test_the_slow_api_case_judges_ours_only_and_fails_on_any_failed_try_or_extra_container():
+    runs = [
+        run("ours", failed=0, containers=500),
+        run("provider", failed=40, containers=530),
+    ]
+    assert executor_bench.slow_api_verdict(runs, 500) == [
+        ("slow API ours: 0 failed, 500 containers for 500 tries", True)
+    ]
+    assert executor_bench.slow_api_verdict([run("ours", failed=1, containers=500)], 500)[0][1] is False
+    assert executor_bench.slow_api_verdict([run("ours", failed=0, containers=501)], 500)[0][1] is False

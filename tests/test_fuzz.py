@@ -82,7 +82,10 @@ def test_fuzzed_executor_config_fails_only_with_task_config_error(executor_confi
         assert message.startswith(("executor_config", "executor_config gives")), message
         return
     assert validation_errors(kwargs) is None
-    assert kwargs["overrides"]["containerOverrides"][-1]["name"] or kwargs["overrides"]["containerOverrides"]
+    overrides = kwargs["overrides"]["containerOverrides"]
+    # the command always goes to the configured container, whatever else the config overrides
+    ours = [o for o in overrides if o.get("name") == REQUIRED["container_name"]]
+    assert len(ours) == 1 and ours[0]["command"] == ["python", "-m", "x"], overrides
 
 
 def _conf() -> AirflowConfigParser:

@@ -251,3 +251,40 @@ def test_shutdown_abandons_a_long_listing_between_pages():
     assert started.wait(10)
     sweeper.shutdown(timeout=5)
     assert sweeper._thread not in threading.enumerate()
+
+
+def test_a_task_launched_for_a_queueing_tracked_at_the_request_is_never_stopped_whatever_became_of_it():
+    """The race: the sweep is asked for while a launch is in flight (its queueing tracked, no ARN
+    yet); the launch lands, the try finishes and is forgotten, and only then is the snapshot
+    applied. Judged by tracking at apply time it looks like an orphan of this scheduler; judged by
+    what the scheduler tracked when it asked, it was wanted. Likewise a task created after the
+    request, whatever its queueing."""
+    now = time.time()
+    in_flight = listed("a", job=OURS, created=now - 60)  # its queueing q-a was tracked at the request
+    later = listed("b", job=OURS, created=now + 1)  # launched after the request
+    orphan = listed("c", job=OURS, created=now - 60)  # truly no longer wanted
+    snapshot = Snapshot(
+        (in_flight, later, orphan),
+        frozenset({"a", "b", "c"}),
+        requested_queueings=frozenset({"q-a"}),
+        requested_at=now,
+    )
+    nothing_tracked_now = Ownership(our_job=OURS, deployment=DEPLOYMENT)
+    decisions = {d.task.arn: d.action for d in decide(snapshot, nothing_tracked_now, FakeDb(), now=now)}
+    assert decisions == {"c": Action.STOP}
+
+
+def test_the_sweeper_hands_over_what_was_tracked_when_it_was_asked():
+    with moto_ecs() as world:
+        run_tagged(world, TaskInstanceKey("d", "t", "r", 1, -1))
+        sweeper, _ = sweeper_for(world)
+        try:
+            before = time.time()
+            sweeper.request([], ["q-in-flight"])
+            sweeper.request([], ["q-other"])  # coalesced with the first
+            snapshot = wait_for(sweeper)
+        finally:
+            sweeper.shutdown()
+    assert isinstance(snapshot, Snapshot)
+    assert snapshot.requested_queueings == {"q-in-flight", "q-other"}
+    assert before - 10 <= snapshot.requested_at <= before

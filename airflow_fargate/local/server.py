@@ -252,8 +252,7 @@ class FaultMiddleware:
         if outage == "5xx":
             body = {"__type": "ServiceUnavailableException", "message": "Service Unavailable (local outage)"}
             return _json_response(start_response, "503 Service Unavailable", body)
-        _drop_connection(environ)
-        return []
+        return _dropped(environ, start_response)
 
     def _answer_lost(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """The call is carried out (a RunTask starts its task), but its answer never arrives:
@@ -263,8 +262,7 @@ class FaultMiddleware:
         for _ in self.app(environ, lambda *args, **kwargs: None):
             pass
         time.sleep(_State.faults.timeout_s)
-        _drop_connection(environ)
-        return []
+        return _dropped(environ, start_response)
 
     @staticmethod
     def _throttled(start_response: Callable[..., Any]) -> list[bytes]:
@@ -296,6 +294,13 @@ def _drop_connection(environ: dict[str, Any]) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
+
+
+def _dropped(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    """The connection is dropped; werkzeug's write of this answer then fails as a connection
+    the client dropped (quietly), never reaching the client."""
+    _drop_connection(environ)
+    return _json_response(start_response, "503 Service Unavailable", {"__type": "Dropped"})
 
 
 def _count_refused() -> None:
