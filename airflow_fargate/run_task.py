@@ -21,6 +21,7 @@ import botocore.session
 from botocore.validate import ParamValidator
 
 from airflow_fargate.compat import AIRFLOW_V3, import_string
+from airflow_fargate.ecs_limits import COMMAND_RESERVE_CHARS, overrides_problem
 from airflow_fargate.errors import FargateConfigError, TaskConfigError, refuse_deep_nesting, shorten, shorten_lines
 from airflow_fargate.ownership import merge_tags, started_by
 from airflow_fargate.queue_profiles import QueueRouter, profile_label
@@ -479,21 +480,23 @@ class RunTaskKwargsBuilder:
         same_shape = executor_config is None and self._custom is None and owner_tags is not None
         if same_shape and profile in self._valid_launches:
             return kwargs
-        problems = self._problems(kwargs)
+        reserve = COMMAND_RESERVE_CHARS if tuple(command) == SAMPLE_COMMAND else 0
+        problems = self._problems(kwargs, reserve)
         if problems is None and same_shape:
             self._valid_launches.add(profile)
         if problems:
             without_task = self._assemble(base, {}, command, owner_tags)
-            if task_layer and self._problems(without_task) is None:
+            if task_layer and self._problems(without_task, reserve) is None:
                 raise TaskConfigError(f"{task_label} gives invalid ECS run_task kwargs: {problems}")
             raise FargateConfigError(
                 f"The ECS run_task kwargs built from {self._sources(profile)} are invalid: {problems}"
             )
         return kwargs
 
-    def _problems(self, kwargs: Mapping[str, Any]) -> str | None:
-        """What ECS would refuse: tags, botocore's shape, and a size Fargate does not have."""
-        problems = tag_problems(kwargs) or validation_errors(kwargs)
+    def _problems(self, kwargs: Mapping[str, Any], command_reserve: int = 0) -> str | None:
+        """What ECS would refuse: tags, botocore's shape, overrides over 8 KiB, and a size
+        Fargate does not have."""
+        problems = tag_problems(kwargs) or validation_errors(kwargs) or overrides_problem(kwargs, command_reserve)
         if problems is None and is_fargate(kwargs, self.cluster_default_strategy):
             problems = fargate_size_problem(kwargs)
         return problems

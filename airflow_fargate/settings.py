@@ -65,6 +65,7 @@ class ExecutorSettings:
     read_task_states: bool = True
     task_start_timeout: float = 300.0
     check_health_on_startup: bool = True
+    check_dags_at_parse_time: bool = True
     deployment_id: str = ""  # never empty once loaded: configured or derived from the metadata DB
     team: str | None = None  # the team whose executor this is (multi-team Airflow 3), else None
     # setting name -> where its value came from, e.g. "[fargate] cluster (env)"
@@ -350,6 +351,7 @@ def load_settings(conf: ConfigSource | None = None) -> ExecutorSettings:
         read_task_states=_bool("read_task_states", clean["read_task_states"]),
         task_start_timeout=_positive_float("task_start_timeout", clean["task_start_timeout"]),
         check_health_on_startup=_bool("check_health_on_startup", clean["check_health_on_startup"]),
+        check_dags_at_parse_time=_bool("check_dags_at_parse_time", clean["check_dags_at_parse_time"]),
         deployment_id=_deployment_id(clean.get("deployment_id"), conf),
         team=getattr(conf, "team_name", None) or None,
         sources=MappingProxyType(sources),

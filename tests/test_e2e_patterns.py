@@ -12,7 +12,7 @@ import pytest
 
 from airflow_fargate.compat import AIRFLOW_V3
 from airflow_fargate.local.stack import AirflowStack
-from tests.helpers import e2e_stack
+from tests.helpers import e2e_stack, wait_until
 
 pytestmark = [
     pytest.mark.e2e,
@@ -42,7 +42,11 @@ QUEUE_PROFILES = {
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[AirflowStack]:
-    files = ["tests/e2e_dags/e2e_patterns.py", "tests/e2e_dags/e2e_callbacks.py"]
+    files = [
+        "tests/e2e_dags/e2e_patterns.py",
+        "tests/e2e_dags/e2e_callbacks.py",
+        "tests/e2e_dags/e2e_bad_executor_config.py",
+    ]
     extra = {
         "AIRFLOW__CORE__EXECUTOR": EXECUTORS,
         "AIRFLOW__CORE__PARALLELISM": "64",
@@ -150,3 +154,22 @@ def test_each_queue_runs_on_its_profile_and_a_wrong_fargate_size_fails_before_la
     scheduler_log = (stack.home / "logs" / "scheduler.log").read_text()
     assert "with cpu 4096 Fargate accepts memory 8192, 9216, 10240" in scheduler_log
     assert scheduler_log.count("Queue 'nightly' has no profile") == 1
+
+
+def test_a_dag_whose_executor_config_is_not_a_dict_is_an_import_error_and_the_scheduler_keeps_running(stack):
+    """Airflow 3.3's scheduler exits on such a task (before any executor sees it); the package's
+    cluster policy refuses the DAG at parse time instead, naming the task."""
+    errors = wait_until(
+        lambda: [
+            e
+            for e in stack.api_get("/api/v2/importErrors")["import_errors"]
+            if "e2e_bad_executor_config" in e["filename"]
+        ],
+        300,
+        "the import error of the bad DAG",
+    )
+    text = errors[0]["stack_trace"]
+    assert "task 'wrong'" in text and "executor_config must be a dict" in text and "'not-a-dict'" in text, text
+    assert "e2e_bad_executor_config" not in {d["dag_id"] for d in stack.api_get("/api/v2/dags")["dags"]}
+    finished(stack, "e2e_mapped")  # other DAGs run to the end meanwhile
+    assert stack.procs["scheduler"].poll() is None  # the scheduler is still up
