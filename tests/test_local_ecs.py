@@ -148,11 +148,18 @@ def test_stop_of_unknown_task_is_an_ecs_error(local):
         local.client("ecs").stop_task(cluster=local.config.cluster, task="0" * 32, reason="x")
 
 
-def test_client_token_is_idempotent(local):
+def test_client_token_is_idempotent_and_refused_with_other_parameters(local):
+    """As ECS: the same token with the same parameters returns the first call's task; with other
+    parameters it is a ConflictException, and nothing starts."""
+    from botocore.exceptions import ClientError
+
     first = run(local, ["true"], token="same-token")["tasks"][0]["taskArn"]
-    second = run(local, ["false"], token="same-token")["tasks"][0]["taskArn"]
+    second = run(local, ["true"], token="same-token")["tasks"][0]["taskArn"]
     third = run(local, ["true"], token="other-token")["tasks"][0]["taskArn"]
     assert first == second != third
+    with pytest.raises(ClientError) as err:
+        run(local, ["false"], token="same-token")
+    assert err.value.response["Error"]["Code"] == "ConflictException"
     assert local.runner.stats.idempotent_replays == 1
     assert local.runner.stats.tasks_created == 2
 
@@ -636,3 +643,69 @@ def boto3_client(local: LocalEcs, config: Any, service: str = "ecs") -> Any:
         aws_secret_access_key=local.credentials.secret_key,
         config=config,
     )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda kw: kw["overrides"]["containerOverrides"][0].update(
+                environment=[{"name": "BIG", "value": "x" * 8200}]
+            ),
+            "Container Overrides length must be at most 8192",
+        ),
+        (
+            lambda kw: kw["overrides"]["containerOverrides"].append({"name": "sidecar", "command": ["true"]}),
+            "Override for container named sidecar is not a container in the TaskDefinition",
+        ),
+        (lambda kw: kw.update(tags=[{"key": f"k{i}", "value": "v"} for i in range(51)]), "maximum number of tags"),
+        (lambda kw: kw.update(count=11), "count must be between 1 and 10"),
+    ],
+    ids=["overrides over 8 KiB", "unknown container", "51 tags", "count 11"],
+)
+def test_the_endpoint_refuses_what_ecs_refuses(local, change, message):
+    from botocore.exceptions import ClientError
+
+    kwargs = {
+        "cluster": local.config.cluster,
+        "taskDefinition": local.config.family,
+        "launchType": "FARGATE",
+        "overrides": {"containerOverrides": [{"name": local.config.container_name, "command": ["true"]}]},
+    }
+    change(kwargs)
+    with pytest.raises(ClientError) as err:
+        local.client("ecs").run_task(**kwargs)
+    assert err.value.response["Error"]["Code"] == "InvalidParameterException"
+    assert message in err.value.response["Error"]["Message"]
+    assert stats(local)["tasks_created"] == 0
+
+
+def test_a_stopped_task_is_forgotten_after_the_retention_as_on_ecs(local):
+    set_faults(local, stopped_retention_s=1.0)
+    arn = run(local, ["true"])["tasks"][0]["taskArn"]
+    ecs = local.client("ecs")
+
+    def described() -> list:
+        return ecs.describe_tasks(cluster=local.config.cluster, tasks=[arn])["tasks"]
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (described() and described()[0]["lastStatus"] == "STOPPED"):
+        time.sleep(0.1)
+    assert described()[0]["lastStatus"] == "STOPPED"  # kept for a while
+    time.sleep(1.5)
+    answer = ecs.describe_tasks(cluster=local.config.cluster, tasks=[arn])
+    assert answer["tasks"] == [] and answer["failures"][0]["reason"] == "MISSING"
+
+
+def test_a_client_token_is_remembered_per_cluster_for_a_day():
+    from airflow_fargate.local.ecs_rules import TOKEN_MEMORY_SECONDS, ConflictException, TokenMemory
+
+    now = [0.0]
+    memory = TokenMemory(clock=lambda: now[0])
+    memory.remember("a", "t", {"count": 1}, ["arn-1"])
+    assert memory.replay("a", "t", {"count": 1, "clientToken": "t"}) == ["arn-1"]
+    assert memory.replay("b", "t", {"count": 2}) is None  # another cluster
+    with pytest.raises(ConflictException):
+        memory.replay("a", "t", {"count": 2})
+    now[0] += TOKEN_MEMORY_SECONDS + 1
+    assert memory.replay("a", "t", {"count": 2}) is None  # forgotten after 24 hours

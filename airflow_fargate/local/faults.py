@@ -46,6 +46,7 @@ class Faults:
     api_outage: str = ""
     timeout_rate: float = 0.0  # an ECS call is carried out, then its connection dropped unanswered
     timeout_s: float = 1.0  # ... this long after the call (the client's read timeout, as it sees it)
+    stopped_retention_s: float = 3600.0  # a STOPPED task is forgotten (describe: MISSING) after this, as on ECS
     seed: int | None = None
 
     @classmethod

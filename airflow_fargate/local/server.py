@@ -27,7 +27,7 @@ from moto.ecs.models import EC2ContainerServiceBackend
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from airflow_fargate.local import moto_tasks
+from airflow_fargate.local import ecs_rules, moto_tasks
 from airflow_fargate.local.faults import CAPACITY_REASONS, Dice, Faults, TokenBucket
 from airflow_fargate.local.guard import CLOSE_HEADER, Guard, LocalCredentials, control_request
 from airflow_fargate.local.runner import LocalRunner
@@ -67,7 +67,7 @@ class _State:
 
     runner: LocalRunner | None = None
     faults = Faults()
-    tokens: dict[str, list[str]] = {}
+    tokens = ecs_rules.TokenMemory()
     lock = threading.Lock()
 
 
@@ -75,6 +75,7 @@ _original_run_task = EC2ContainerServiceResponse.run_task
 _original_describe = EC2ContainerServiceBackend.describe_tasks
 _original_stop = EC2ContainerServiceBackend.stop_task
 _original_list_tasks = EC2ContainerServiceResponse.list_tasks
+_original_describe_response = EC2ContainerServiceResponse.describe_tasks
 _original_get_resource = EC2ContainerServiceBackend._get_resource  # noqa: SLF001
 
 
@@ -83,11 +84,15 @@ def _run_task(self: EC2ContainerServiceResponse) -> ActionResult:
     if runner is None:
         return _original_run_task(self)
     token = self._get_param("clientToken")
+    params = self._get_params()
+    cluster = str(params.get("cluster") or "default").rsplit("/", 1)[-1]
+    ecs_rules.check_run_task(params, _container_names(self.ecs_backend, params.get("taskDefinition")))
     with _State.lock:
         runner.stats.run_task_calls += 1
-        if token and token in _State.tokens:  # ECS idempotency: same token, same task(s)
+        replayed = _State.tokens.replay(cluster, token, params) if token else None
+        if replayed is not None:  # ECS idempotency: same token, same task(s)
             runner.stats.idempotent_replays += 1
-            tasks = [moto_tasks.find_task(self.ecs_backend, arn) for arn in _State.tokens[token]]
+            tasks = [moto_tasks.find_task(self.ecs_backend, arn) for arn in replayed]
             return ActionResult({"tasks": [t for t in tasks if t is not None], "failures": []})
         if runner.dice.chance(_State.faults.run_task_failure_rate):
             runner.stats.run_task_failures_injected += 1
@@ -96,12 +101,21 @@ def _run_task(self: EC2ContainerServiceResponse) -> ActionResult:
         result = _original_run_task(self)
         tasks = result.result["tasks"]  # type: ignore[index]
         if token:
-            _State.tokens[token] = [t.task_arn for t in tasks]
+            _State.tokens.remember(cluster, token, params, [t.task_arn for t in tasks])
     for task in tasks:
         runner.submit(task)
     if _State.faults.run_task_response_delay_s:  # the task exists; its ARN is slow to come back
         time.sleep(_State.faults.run_task_response_delay_s)
     return result
+
+
+def _container_names(backend: EC2ContainerServiceBackend, task_definition: Any) -> set[str] | None:
+    """The container names of the task definition a RunTask names (None: moto will refuse it)."""
+    try:
+        definition = backend.describe_task_definition(str(task_definition))
+    except Exception:
+        return None
+    return {str(c.get("name")) for c in definition.container_definitions}
 
 
 def _describe_tasks(self: EC2ContainerServiceBackend, cluster_str: str, tasks: list[str]) -> list[Any]:
@@ -121,8 +135,24 @@ def _describe_tasks(self: EC2ContainerServiceBackend, cluster_str: str, tasks: l
         found = [cluster_tasks.get(ref) or cluster_tasks.get(f"{prefix}/{ref}") for ref in tasks]
     # moto serializes fields alphabetically (containers before lastStatus) after we return: hand it
     # snapshots taken under the runner's lock, never objects the runner is changing meanwhile.
+    retention = _State.faults.stopped_retention_s
     with runner.lock:
-        return [moto_tasks.snapshot(t) for t in found if t is not None and runner.visible(t.task_arn)]
+        return [
+            moto_tasks.snapshot(t)
+            for t in found
+            if t is not None and runner.visible(t.task_arn) and not ecs_rules.forgotten(t, retention)
+        ]
+
+
+def _describe_tasks_response(self: EC2ContainerServiceResponse) -> ActionResult:
+    """As ECS answers: every ARN asked for and not found is a failure with reason MISSING."""
+    result = _original_describe_response(self)
+    found = result.result["tasks"]  # type: ignore[index]
+    arns = {t.task_arn for t in found}
+    ids = {arn.rsplit("/", 1)[-1] for arn in arns}
+    missing = [ref for ref in self._get_param("tasks", []) if ref not in arns and ref.rsplit("/", 1)[-1] not in ids]
+    result.result["failures"] = [{"arn": ref, "reason": "MISSING"} for ref in missing]  # type: ignore[index]
+    return result
 
 
 def _stop_task(self: EC2ContainerServiceBackend, cluster_str: str, task_str: str, reason: str) -> Any:
@@ -183,6 +213,7 @@ def install_patches() -> None:
     EC2ContainerServiceBackend.describe_tasks = _describe_tasks  # type: ignore[method-assign]
     EC2ContainerServiceBackend.stop_task = _stop_task  # type: ignore[method-assign]
     EC2ContainerServiceResponse.list_tasks = _list_tasks  # type: ignore[method-assign]
+    EC2ContainerServiceResponse.describe_tasks = _describe_tasks_response  # type: ignore[method-assign]
     EC2ContainerServiceBackend._get_resource = _get_resource  # type: ignore[method-assign]  # noqa: SLF001
 
 
@@ -192,9 +223,10 @@ def uninstall_patches() -> None:
     EC2ContainerServiceBackend.describe_tasks = _original_describe  # type: ignore[method-assign]
     EC2ContainerServiceBackend.stop_task = _original_stop  # type: ignore[method-assign]
     EC2ContainerServiceResponse.list_tasks = _original_list_tasks  # type: ignore[method-assign]
+    EC2ContainerServiceResponse.describe_tasks = _original_describe_response  # type: ignore[method-assign]
     EC2ContainerServiceBackend._get_resource = _original_get_resource  # type: ignore[method-assign]  # noqa: SLF001
     _State.runner = None
-    _State.tokens = {}
+    _State.tokens = ecs_rules.TokenMemory()
 
 
 def _json_response(start_response: Callable[..., Any], status: str, body: Any) -> list[bytes]:
@@ -414,7 +446,7 @@ class LocalEcs:
         moto_api_backend.reset()  # moto's state is per process: start from an empty account
         install_patches()
         _State.faults = self.faults
-        _State.tokens = {}
+        _State.tokens = ecs_rules.TokenMemory()
         self.runner = LocalRunner(
             self.config.region, self.runtime, self.faults, stop_grace_seconds=self.stop_grace_seconds
         )
