@@ -17,15 +17,16 @@ from typing import Any
 from botocore.config import Config
 
 from airflow_fargate import task_answers
+from airflow_fargate.api_errors import is_throttling_answer
 from airflow_fargate.aws_session import AwsTarget
 from airflow_fargate.ecs_types import EcsTaskState, LaunchFailure, LaunchResult, MalformedEntry
-from airflow_fargate.launcher import LAUNCH_WORKERS, is_throttling_answer
 from airflow_fargate.ownership import read_owner
 from airflow_fargate.rate_limit import AdaptiveRateLimiter, describe_burst
 
 log = logging.getLogger(__name__)
 
 DESCRIBE_BATCH = 100  # ECS DescribeTasks accepts at most 100 task ARNs per call
+LAUNCH_CONNECTIONS = 100  # RunTask calls in flight at once, at most: a whole burst of ECS's bucket
 DESCRIBE_TASKS = "DescribeTasks"
 DESCRIBE_WORKERS = 10
 DEFINITION_RETRY_SECONDS = 300.0  # an unreadable task definition is asked for again after this
@@ -43,7 +44,7 @@ LAUNCH_CONFIG = BOTO_CONFIG.merge(
     Config(
         retries={"mode": "standard", "total_max_attempts": 1},
         parameter_validation=False,
-        max_pool_connections=LAUNCH_WORKERS,
+        max_pool_connections=LAUNCH_CONNECTIONS,
     )
 )
 

@@ -17,6 +17,7 @@ from airflow.configuration import conf as airflow_conf
 from airflow.executors.base_executor import BaseExecutor
 
 from airflow_fargate import metadata_db, work
+from airflow_fargate.api_errors import backoff_seconds, is_credentials_error, record_api_error
 from airflow_fargate.aws_session import AwsTarget, aws_target
 from airflow_fargate.breaker import CircuitBreaker
 from airflow_fargate.checks import (
@@ -36,14 +37,8 @@ from airflow_fargate.compat import (
 from airflow_fargate.ecs import DescribeResult, EcsClient
 from airflow_fargate.ecs_types import EcsTaskState, LaunchResult
 from airflow_fargate.errors import FargateConfigError, shorten_lines
-from airflow_fargate.launcher import (
-    BuildOnce,
-    Launcher,
-    LaunchRequest,
-    backoff_seconds,
-    is_credentials_error,
-    record_api_error,
-)
+from airflow_fargate.launch_requests import BuildOnce, LaunchRequest
+from airflow_fargate.launcher import Launcher
 from airflow_fargate.log_view import build_task_output
 from airflow_fargate.logs import CloudWatchLogReader, FailureOutput, TaskOutput
 from airflow_fargate.ownership import ownership_tags, started_by
@@ -52,7 +47,8 @@ from airflow_fargate.quiet_start import AfterFirstLaunches
 from airflow_fargate.run_task import RunTaskKwargsBuilder, names_launch_capacity
 from airflow_fargate.settings import ExecutorSettings, load_settings, option_label
 from airflow_fargate.startup_error import raised_at_start
-from airflow_fargate.sweep import Action, Listed, OrphanSweeper, Ownership, Snapshot, decide
+from airflow_fargate.sweep import Action, Listed, Ownership, Snapshot, decide
+from airflow_fargate.sweeper import OrphanSweeper
 from airflow_fargate.task_events import TaskEventKeeper
 from airflow_fargate.tracker import Outcome, TrackedTask, Tracker, Verdict
 from airflow_fargate.try_reports import TryReports

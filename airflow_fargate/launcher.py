@@ -1,175 +1,37 @@
-"""Launch tasks on ECS and decide what a failed launch means (the one place for retry policy).
-
-run_task calls never run on the scheduler's heartbeat thread: ``submit()`` hands requests to
-worker threads (a burst's worth) paced by an adaptive token bucket (sized to the ECS quota; halved
-on every ThrottlingException, growing back on success), and ``drain()`` returns finished
-outcomes for the executor to apply on the scheduler thread. A throttled call is retried by the
-launcher itself and never costs one of the task's launch attempts.
-"""
+"""RunTask calls off the scheduler's thread: ``submit()`` hands requests to worker threads paced
+by an adaptive token bucket (ECS's quota; halved on a throttle), ``drain()`` returns outcomes for
+the scheduler thread to apply. A throttle is retried here and costs no launch attempt; an outage
+(the circuit breaker) holds every request until a probe finds the API answering again."""
 
 from __future__ import annotations
 
 import math
-import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    NoCredentialsError,
-    NoRegionError,
-    PartialCredentialsError,
+from airflow_fargate.api_errors import (
+    LaunchError,
+    classify_exception,
+    classify_failures,
+    is_throttling,
+    record_api_error,
 )
-from botocore.exceptions import (
-    ConnectionError as BotoConnectionError,
-)
-
 from airflow_fargate.breaker import CircuitBreaker
-from airflow_fargate.ecs_types import LaunchFailure, LaunchResult, MalformedEntry
+from airflow_fargate.ecs import LAUNCH_CONNECTIONS
+from airflow_fargate.ecs_types import LaunchResult
+from airflow_fargate.launch_requests import NOT_FOUND, LaunchRequest
 from airflow_fargate.rate_limit import HEADROOM, AdaptiveRateLimiter
 from airflow_fargate.wakeup import Wakeup
-
-# Credentials expired, rotated or not yet there: rebuild the client and try again later.
-CREDENTIAL_CODES = frozenset(
-    {"ExpiredTokenException", "ExpiredToken", "RequestExpired", "InvalidClientTokenId", "UnrecognizedClientException"}
-)
-THROTTLING_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"})
-# Errors after which ECS may already have started the task: retry with the same clientToken.
-OUTCOME_UNKNOWN_CODES = frozenset(
-    {"ServerException", "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "InternalError"}
-)
-# The clientToken was already used with other parameters. Never expected (one token per launch,
-# one set of kwargs per token), so it is retried with a new token and logged, never fatal.
-CONFLICT_CODES = frozenset({"ConflictException"})
-# AWS error codes that another attempt can fix (after a pause).
-RETRYABLE_CODES = THROTTLING_CODES | CREDENTIAL_CODES | OUTCOME_UNKNOWN_CODES | CONFLICT_CODES
-BACKOFF_BASE_SECONDS = 2.0
-BACKOFF_CAP_SECONDS = 120.0
-
-
-@dataclass(frozen=True)
-class LaunchError:
-    """A run_task attempt that did not start a task, classified."""
-
-    reason: str
-    retryable: bool
-    outcome_unknown: bool = False  # the call may have started a task: keep the clientToken
-    credentials: bool = False  # missing/expired credentials: refresh the client; not the task's attempt
-    conflict: bool = False  # ConflictException: the token is spent; the next attempt needs a new one
-    not_found: bool = False  # a find request found no task: every call of this token started nothing
-
-
-_JITTER = random.Random()  # its own generator: the launch threads never touch the global one
-
-
-def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
-    """Exponential back-off with jitter before launch attempt ``attempt + 1`` (attempt >= 1)."""
-    draw = (rng or _JITTER).random()
-    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
-    return ceiling * (0.5 + draw / 2)
-
-
-def classify_exception(err: BaseException) -> LaunchError:
-    """Map an exception from run_task to retry / fail-now."""
-    if isinstance(err, ClientError):
-        error = err.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        message = str(error.get("Message", err))
-        status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        reason = f"{code}: {message}"
-        if code in CONFLICT_CODES:
-            return LaunchError(reason + " (clientToken already used with other parameters)", True, conflict=True)
-        if "throttl" in message.lower() or "rate exceeded" in message.lower():
-            return LaunchError(reason, retryable=True)
-        if code in OUTCOME_UNKNOWN_CODES or status >= 500:
-            return LaunchError(reason, retryable=True, outcome_unknown=True)
-        if code in CREDENTIAL_CODES:
-            return LaunchError(reason, retryable=True, credentials=True)
-        return LaunchError(reason, retryable=code in RETRYABLE_CODES)
-    if isinstance(err, (NoCredentialsError, PartialCredentialsError)):
-        return LaunchError(f"AWS credentials not available: {err}", retryable=True, credentials=True)
-    if isinstance(err, NoRegionError):
-        return LaunchError(str(err), retryable=False)
-    if isinstance(err, BotoConnectionError):  # includes read/connect timeouts
-        return LaunchError(f"{type(err).__name__}: {err}", retryable=True, outcome_unknown=True)
-    if isinstance(err, BotoCoreError):
-        return LaunchError(f"{type(err).__name__}: {err}", retryable=True, outcome_unknown=True)
-    if isinstance(err, MalformedEntry):  # a task may have started: ask again with the same token
-        return LaunchError(f"unreadable RunTask answer: {err}", retryable=True, outcome_unknown=True)
-    return LaunchError(f"{type(err).__name__}: {err}", retryable=False)
-
-
-def classify_failures(failures: Sequence[LaunchFailure]) -> LaunchError:
-    """run_task answered with ``failures`` (capacity, RESOURCE:*, AGENT, ...): nothing started,
-    and ECS placement can succeed later, so these are retried (bounded by max_run_task_attempts)."""
-    reason = "; ".join(f.reason + (f" ({f.detail})" if f.detail else "") for f in failures)
-    return LaunchError(reason or "run_task returned no task and no failure", retryable=True)
-
-
-def is_credentials_error(err: BaseException) -> bool:
-    """No, expired or rejected credentials (as opposed to a permission the identity lacks)."""
-    if isinstance(err, (NoCredentialsError, PartialCredentialsError)):
-        return True
-    return isinstance(err, ClientError) and err.response.get("Error", {}).get("Code") in CREDENTIAL_CODES
-
-
-def is_throttling(err: BaseException) -> bool:
-    """ThrottlingException and friends: ECS asks us to slow down; nothing was started."""
-    return isinstance(err, ClientError) and is_throttling_answer(err.response)
-
-
-def is_throttling_answer(parsed: Any) -> bool:
-    """The same, read from botocore's parsed answer to one attempt (its ``Error``, if any)."""
-    error = parsed.get("Error") if isinstance(parsed, dict) else None
-    if not isinstance(error, dict):
-        return False
-    code, message = str(error.get("Code", "")), str(error.get("Message", "")).lower()
-    return code in THROTTLING_CODES or "throttl" in message or "rate exceeded" in message
-
-
-class BuildOnce:
-    """Memoizes one launch's kwargs: every retry under one clientToken sends the same parameters,
-    even if an execution_config_function would answer differently the second time."""
-
-    def __init__(self, build: Callable[[], dict[str, Any]]) -> None:
-        self._build = build
-        self._lock = threading.Lock()
-        self._kwargs: dict[str, Any] | None = None
-
-    def __call__(self) -> dict[str, Any]:
-        with self._lock:
-            if self._kwargs is None:
-                self._kwargs = self._build()
-            return self._kwargs
-
-
-@dataclass(frozen=True)
-class LaunchRequest:
-    """One run_task call to make; ``build`` makes its kwargs on the worker thread. A ``find``
-    request makes no RunTask: it looks for the ECS task an earlier call of this queueing may
-    have started (its outcome stayed unknown past the deadline)."""
-
-    key: Any
-    build: Callable[[], dict[str, Any]]
-    client_token: str
-    queueing_id: str = ""  # which queueing of ``key`` asked (a later one may supersede it)
-    find: bool = False
-
 
 Outcome = LaunchResult | LaunchError
 
 
-# RunTask calls in flight at once, at most: a whole burst of the bucket (ECS's is 100) may go out
-# together. Fewer are used while the bucket is empty (workers are created as needed, see _limit).
-LAUNCH_WORKERS = 100
-# How far ahead of the bucket the launcher is fed: its burst plus this many seconds at its rate.
-# More queued requests launch no sooner; they only cost the heartbeat that hands them over (and
-# a scheduler that stops, which waits for every queued request to be sent).
+LAUNCH_WORKERS = LAUNCH_CONNECTIONS  # at most: a whole burst of ECS's bucket at once (see _room)
+# How far ahead of the bucket the launcher is fed: its burst plus this many seconds at its rate
+# (more would launch no sooner, and a stopping scheduler sends every queued request first).
 LOOKAHEAD_SECONDS = 10.0
 IDLE_WORKER_SECONDS = 10.0  # a worker with nothing to do for this long ends
 MIN_CONCURRENCY = 2  # the concurrency limit never falls below this (AIMD on unknown outcomes)
@@ -194,8 +56,8 @@ class Launcher:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         breaker: CircuitBreaker | None = None,
-        probe: Callable[[], None] | None = None,
-        find: Callable[[str], LaunchResult | None] | None = None,
+        probe: Callable[[], None] | None = None,  # the breaker's probe call (None: a request probes)
+        find: Callable[[str], LaunchResult | None] | None = None,  # queueing -> its task, by tags
         wakeup: Wakeup | None = None,
     ) -> None:
         self._run_task = run_task
@@ -270,12 +132,6 @@ class Launcher:
         """Requests queued or being sent."""
         with self._cond:
             return len(self._pending) + self._busy
-
-    @property
-    def workers(self) -> int:
-        """Worker threads alive now."""
-        with self._cond:
-            return len(self._workers)
 
     def expected_by(self, sent_since: float) -> float | None:
         """When the earliest call sent (or submitted with a token free) at or after ``sent_since``
@@ -377,16 +233,13 @@ class Launcher:
         try:
             self._probe()
         except Exception as err:
-            self._record_failure(err)
+            record_api_error(self.breaker, err)
         else:
             self.breaker.answered()
         with self._cond:
             self._probing = False
             self._cond.notify_all()  # open: the next probe's waiter; closed: every waiting request
             self._add_workers()
-
-    def _record_failure(self, err: BaseException) -> None:
-        record_api_error(self.breaker, err)
 
     def _launch_paced(self, request: LaunchRequest) -> Outcome | None:
         if request.find:
@@ -404,8 +257,7 @@ class Launcher:
     def _find_launched(self, request: LaunchRequest) -> Outcome | None:
         """The task an unknown-outcome call of this queueing started, found by its tags."""
         find = self._find
-        assert find is not None
-        outcome = self._call(lambda: find(request.queueing_id))
+        outcome = self._call(lambda: find(request.queueing_id) if find else None)
         if outcome is None or isinstance(outcome, LaunchError):
             return outcome
         return outcome if outcome.task is not None else LaunchError(NOT_FOUND, retryable=False, not_found=True)
@@ -422,7 +274,7 @@ class Launcher:
         try:
             result = call()
         except Exception as err:
-            self._record_failure(err)
+            record_api_error(self.breaker, err)
             if is_throttling(err):
                 self.throttled += 1
                 self.limiter.on_throttle()
@@ -442,16 +294,3 @@ class Launcher:
             self._latency = elapsed if not self._latency else 0.8 * self._latency + 0.2 * elapsed
             self._concurrency = min(self._max_workers, self._concurrency + 1)
         return result if result is not None else LaunchResult(None, (), ())
-
-
-def record_api_error(breaker: CircuitBreaker, err: BaseException) -> None:
-    """Tell the breaker what an exception from any ECS call says about the API."""
-    if is_throttling(err):
-        breaker.failed(str(err), throttled=True)
-    elif classify_exception(err).outcome_unknown:
-        breaker.failed(f"{type(err).__name__}: {err}")
-    else:
-        breaker.answered()  # an error about the request itself: the API answers
-
-
-NOT_FOUND = "no ECS task of this launch exists (looked up by its tags after its RunTask outcome stayed unknown)"

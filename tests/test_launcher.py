@@ -9,17 +9,16 @@ import time
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
-from airflow_fargate.ecs_types import EcsTaskState, LaunchFailure, LaunchResult
-from airflow_fargate.launcher import (
-    LOOKAHEAD_SECONDS,
-    Launcher,
+from airflow_fargate.api_errors import (
     LaunchError,
-    LaunchRequest,
     backoff_seconds,
     classify_exception,
     is_credentials_error,
     is_throttling,
 )
+from airflow_fargate.ecs_types import EcsTaskState, LaunchFailure, LaunchResult
+from airflow_fargate.launch_requests import LaunchRequest
+from airflow_fargate.launcher import LOOKAHEAD_SECONDS, Launcher
 from airflow_fargate.rate_limit import HEADROOM, AdaptiveRateLimiter
 
 
@@ -268,14 +267,14 @@ def test_a_whole_burst_goes_out_at_once_and_no_more():
         return task("arn-" + token)
 
     launcher = Launcher(run_task, rate=1000, burst=100)
-    assert launcher.workers == 0  # threads exist only while there is work
+    assert len(launcher._workers) == 0  # threads exist only while there is work
     launcher.submit([LaunchRequest(key=i, build=dict, client_token=str(i)) for i in range(150)])
     done = settle(launcher, 150)
     launcher.shutdown()
     assert len(done) == 150 and peak[0] == 100
     small = Launcher(lambda kwargs, token: task("arn-" + token), burst=3)
     small.submit([LaunchRequest(key=i, build=dict, client_token=str(i)) for i in range(10)])
-    assert small.workers <= 3  # never more threads than the burst
+    assert len(small._workers) <= 3  # never more threads than the burst
     assert len(settle(small, 10)) == 10
     small.shutdown()
 

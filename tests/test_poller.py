@@ -10,14 +10,8 @@ import pytest
 
 from airflow_fargate.ecs import DescribeResult, EcsClient
 from airflow_fargate.ecs_types import EcsTaskState
-from airflow_fargate.poller import (
-    MIN_ROUND_SECONDS,
-    ROUND_MARGIN_SECONDS,
-    Ended,
-    HeartbeatClock,
-    Poller,
-    PollSchedule,
-)
+from airflow_fargate.poll_schedule import MIN_ROUND_SECONDS, ROUND_MARGIN_SECONDS, HeartbeatClock, PollSchedule
+from airflow_fargate.poller import Ended, Poller
 from airflow_fargate.try_reports import Report
 from tests.fake_transport import EcsTransport, FakeTarget
 

@@ -14,15 +14,8 @@ from airflow_fargate.aws_session import AwsTarget
 from airflow_fargate.ecs import EcsClient
 from airflow_fargate.metadata_db import TryRow
 from airflow_fargate.ownership import ownership_tags, read_owner, started_by
-from airflow_fargate.sweep import (
-    FINISHED_TRY_GRACE_SECONDS,
-    Action,
-    Listed,
-    OrphanSweeper,
-    Ownership,
-    Snapshot,
-    decide,
-)
+from airflow_fargate.sweep import FINISHED_TRY_GRACE_SECONDS, Action, Listed, Ownership, Snapshot, decide
+from airflow_fargate.sweeper import OrphanSweeper
 from tests.helpers import CLUSTER, FAMILY, moto_ecs
 
 OURS = "20"
