@@ -138,7 +138,9 @@ class Launcher:
         is expected back: its start plus the usual latency; None when there is none."""
         with self._cond:
             sent = [at for at in self._on_wire.values() if at >= sent_since]
-            if self._pending and self._submitted_at >= sent_since and self.limiter.available():
+            taken = self._busy > len(self._on_wire)  # a worker builds its kwargs or takes its token
+            ready = (self._pending or taken) and self.limiter.available() and not self.breaker.is_open
+            if ready and self._submitted_at >= sent_since:
                 sent.append(self._submitted_at)  # submitted since, and a token waits for it
             return min(sent) + self._latency if sent else None
 
@@ -212,6 +214,7 @@ class Launcher:
                     outcome = classify_exception(err)
                 with self._cond:
                     self._busy -= 1
+                    self._on_wire.pop(threading.get_ident(), None)
                     if outcome is None:  # throttled: back to the front, it keeps its place
                         self._pending.appendleft(request)
                         self._cond.notify()  # one idle worker for it (this one takes the next anyway)
@@ -265,9 +268,8 @@ class Launcher:
     def _call(self, call: Callable[[], LaunchResult | None]) -> Any:
         """Make one call on the wire: its latency and what it says about the API are recorded;
         None when throttled (the request goes back in line)."""
-        me = threading.get_ident()
-        with self._cond:
-            self._on_wire[me] = started = self._clock()
+        with self._cond:  # off the wire when its outcome is handed back (_work): no waiter misses it
+            self._on_wire[threading.get_ident()] = started = self._clock()
             if self._pending:  # this worker left the bucket: another may wait there now
                 self._cond.notify()
                 self._add_workers()
@@ -284,9 +286,6 @@ class Launcher:
                 with self._cond:
                     self._concurrency = max(MIN_CONCURRENCY, self._concurrency / 2)
             return error
-        finally:
-            with self._cond:
-                self._on_wire.pop(me, None)
         self.breaker.answered()
         self.limiter.on_success()
         with self._cond:

@@ -76,7 +76,7 @@ def wait_idle(executor: FargateExecutor) -> None:
     while the ECS API is out wait for it, not for a call)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        held = executor.launcher.breaker.is_open and not executor.launcher.expected_by(0.0)
+        held = executor.launcher.breaker.is_open and not executor.launcher._on_wire
         if (held or not executor.launcher.in_flight) and executor.poller.idle:
             return
         time.sleep(0.005)

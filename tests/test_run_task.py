@@ -299,7 +299,7 @@ def test_launches_of_one_queue_without_executor_config_are_validated_once(monkey
     b = builder(monkeypatch, queue_profiles='{"large": {"cpu": 4096, "memory": 16384}}')
     validated = []
     real = b._problems
-    monkeypatch.setattr(b, "_problems", lambda kwargs: validated.append(kwargs) or real(kwargs))
+    monkeypatch.setattr(b, "_problems", lambda kwargs, *rest: validated.append(kwargs) or real(kwargs, *rest))
     for i in range(3):
         for queue in ("default", "large"):
             kwargs = b.build([*CMD, str(i)], None, OWNER_TAGS, queue)
@@ -314,7 +314,7 @@ def test_launches_built_by_an_execution_config_function_are_validated_every_time
     b = legacy_builder(monkeypatch, "tests.fixtures_execution_config.good_factory", cluster="from-function")
     validated = []
     real = b._problems
-    monkeypatch.setattr(b, "_problems", lambda kwargs: validated.append(kwargs) or real(kwargs))
+    monkeypatch.setattr(b, "_problems", lambda kwargs, *rest: validated.append(kwargs) or real(kwargs, *rest))
     for i in range(3):
         b.build([*CMD, str(i)], None, OWNER_TAGS)
     assert len(validated) == 3  # the function may answer differently for every command

@@ -33,6 +33,7 @@ MODERN_VALUES = {
     "read_task_states": "False",
     "task_start_timeout": "120",
     "check_health_on_startup": "False",
+    "check_dags_at_parse_time": "False",
     "deployment_id": "analytics-prod",
     "queue_profiles": '{"large": {"cpu": 4096, "memory": 16384}}',
 }
@@ -74,6 +75,7 @@ def test_every_modern_key_from_env(monkeypatch):
     assert (settings.running_check_interval, settings.read_task_states) == (45.0, False)
     assert settings.task_start_timeout == 120.0
     assert settings.check_health_on_startup is False
+    assert settings.check_dags_at_parse_time is False
     assert settings.deployment_id == "analytics-prod"
     assert dict(settings.queue_profiles) == {"large": {"cpu": 4096, "memory": 16384}}
     assert settings.sources["cluster"] == "[aws_ecs_executor] cluster (env AIRFLOW__AWS_ECS_EXECUTOR__CLUSTER)"
