@@ -6,7 +6,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv lint typecheck unit test test-airflow3 test-airflow2 demo bench bench-dag bench-large docs clean postgres
+.PHONY: venv lint typecheck unit test test-airflow3 test-airflow2 demo bench bench-dag bench-large soak docs clean postgres
 
 # The Airflow 3 venv has apache-airflow-providers-amazon too, as the apache/airflow image and most
 # AWS deployments do (tests/test_provider_compat.py checks the two coexist); the Airflow 2 venv
@@ -66,6 +66,11 @@ $(AIRFLOW2_VENV)/.installed: setup.cfg pyproject.toml
 
 test-airflow2: $(AIRFLOW2_VENV)/.installed
 	$(AIRFLOW2_VENV)/bin/python -m pytest $(XDIST) $(PYTEST_ARGS)
+
+# The ECS API outage test on a real scheduler with a 10-minute outage (three 200 s phases:
+# connections refused, 5xx, every call throttled) instead of CI's 90 s: nothing may fail.
+soak: venv postgres
+	OUTAGE_PHASE_SECONDS=200 $(PY) -m pytest -s -p no:cacheprovider tests/test_e2e_outage.py
 
 docs: venv
 	$(PY) -m airflow_fargate.docs README.md

@@ -31,6 +31,16 @@ def _key_match(key: Any) -> Any:
     )
 
 
+def job_state_running() -> Any:
+    """JobState.RUNNING from where this Airflow keeps it (airflow.jobs.job; Airflow 2.10 only
+    in airflow.utils.state, where Airflow 3 deprecates it)."""
+    try:
+        from airflow.jobs.job import JobState
+    except ImportError:  # Airflow 2.10
+        from airflow.utils.state import JobState
+    return JobState.RUNNING
+
+
 def task_instance_key(dag_id: str, task_id: str, run_id: str, map_index: int, try_number: int) -> Any:
     """Airflow's TaskInstanceKey (same module and fields on 2.10+ and 3.x)."""
     from airflow.models.taskinstancekey import TaskInstanceKey

@@ -234,14 +234,15 @@ def running_jobs(job_ids: Iterable[str]) -> set[str]:
     died is marked FAILED by the next scheduler's orphan check, after its heartbeat went stale."""
     from airflow.jobs.job import Job
     from airflow.utils.session import create_session
-    from airflow.utils.state import JobState
     from sqlalchemy import select
+
+    from airflow_fargate.compat import job_state_running
 
     numeric = sorted({int(job) for job in job_ids if str(job).isdigit()})
     if not numeric:
         return set()
     with create_session() as session:
-        found = session.scalars(select(Job.id).where(Job.id.in_(numeric) & (Job.state == JobState.RUNNING)))
+        found = session.scalars(select(Job.id).where(Job.id.in_(numeric) & (Job.state == job_state_running())))
         return {str(job_id) for job_id in found}
 
 

@@ -198,3 +198,79 @@ def test_try_states_read_the_same_on_postgres_whose_driver_names_its_parameters(
         assert len(row_ids) == 150
         # by key (150, filled up to 256), then the try without a row by identity
         assert [(s.count("%(i"), s.count("%(d")) for s in statements] == [(256, 0), (0, 1)]
+
+
+def test_two_schedulers_claiming_one_try_on_postgres_exactly_one_wins(monkeypatch) -> None:
+    """claim_try is one conditional UPDATE: two schedulers adopting the same dead scheduler's try
+    at the same moment (each in its own transaction on a real PostgreSQL) cannot both win; the
+    row ends with the winner's ARN and job, and a claim of a try already claimed loses."""
+    import contextlib
+    import threading
+
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, create_engine, select
+    from sqlalchemy.orm import sessionmaker
+
+    from tests.postgres import postgres_server
+
+    identity = (DAG, "t", "r", -1, 1)
+    with postgres_server() as url:
+        engine = create_engine(url, pool_size=4)
+        table = Table(
+            TaskInstance.__tablename__,
+            MetaData(),
+            *(Column(name, String(250)) for name in ("dag_id", "task_id", "run_id", "state", "external_executor_id")),
+            Column("map_index", Integer),
+            Column("try_number", Integer),
+            Column("queued_by_job_id", Integer),
+            Column("updated_at", DateTime(timezone=True)),  # the model sets it on every update
+        )
+        with engine.begin() as connection:
+            table.create(connection)
+            connection.execute(
+                table.insert(),
+                [
+                    {
+                        "dag_id": DAG,
+                        "task_id": "t",
+                        "run_id": "r",
+                        "map_index": -1,
+                        "try_number": 1,
+                        "state": "queued",
+                        "queued_by_job_id": 5,
+                    }
+                ],
+            )
+        factory = sessionmaker(bind=engine)
+        gate = [threading.Barrier(2, timeout=30)]
+
+        @contextlib.contextmanager
+        def session_at_the_barrier():
+            session = factory()
+            try:
+                gate[0].wait()  # both claims go out together
+                yield session
+                session.commit()
+            finally:
+                session.close()
+
+        monkeypatch.setattr("airflow.utils.session.create_session", session_at_the_barrier)
+        results: dict[int, bool] = {}
+
+        def claim(job: int) -> None:
+            results[job] = metadata_db.claim_try(identity, f"arn-{job}", "5", job)
+
+        threads = [threading.Thread(target=claim, args=(job,)) for job in (7, 8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        with engine.connect() as connection:
+            row = connection.execute(select(table.c.external_executor_id, table.c.queued_by_job_id)).one()
+        gate[0] = threading.Barrier(1)  # the next claim waits for no one
+        late = metadata_db.claim_try(identity, "arn-9", "5", 9)  # the dead job no longer owns it
+        engine.dispose()
+    assert sorted(results.values()) == [False, True], results
+    winner = next(job for job, won in results.items() if won)
+    assert tuple(row) == (f"arn-{winner}", winner)
+    assert late is False
