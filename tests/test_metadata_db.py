@@ -274,3 +274,13 @@ def test_two_schedulers_claiming_one_try_on_postgres_exactly_one_wins(monkeypatc
     winner = next(job for job, won in results.items() if won)
     assert tuple(row) == (f"arn-{winner}", winner)
     assert late is False
+
+
+def test_running_jobs_reads_job_states_without_airflows_deprecated_job_state(airflow_db: str) -> None:
+    """airflow.utils.state.JobState is deprecated in Airflow 3 (the sweep would break when it goes)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert metadata_db.running_jobs(["123456789"]) == set()
+    assert not [w for w in caught if "JobState" in str(w.message)]
