@@ -37,7 +37,7 @@ def job_state_running() -> Any:
     try:
         from airflow.jobs.job import JobState
     except ImportError:  # Airflow 2.10
-        from airflow.utils.state import JobState
+        from airflow.utils.state import JobState  # type: ignore[no-redef]
     return JobState.RUNNING
 
 

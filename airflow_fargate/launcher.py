@@ -95,7 +95,7 @@ class Launcher:
             self._submitted_at = self._clock()
             self._pending.extend(requests)
             self._cond.notify(len(requests))  # one idle worker per request, not all of them
-            self._add_workers()
+            self._add_workers(at_most=1)  # the rest are started by workers, off the scheduler thread
 
     def _room(self) -> int:
         """How many more requests workers may take now (lock held): within the AIMD concurrency,
@@ -106,9 +106,11 @@ class Launcher:
         at_bucket = max(1, self.limiter.available()) - waiting
         return min(min(self._max_workers, int(self._concurrency)) - self._busy, at_bucket)
 
-    def _add_workers(self) -> None:
-        """A worker per waiting request no idle worker will take, within the room (lock held)."""
-        wanted = min(len(self._pending) - self._idle, self._room(), self._max_workers - len(self._workers))
+    def _add_workers(self, at_most: int = LAUNCH_WORKERS) -> None:
+        """A worker per waiting request no idle worker will take, within the room (lock held).
+        A worker that takes a request starts up to two more: a burst of 100 gets its threads in
+        a few milliseconds, and none of that thread starting happens in a heartbeat."""
+        wanted = min(len(self._pending) - self._idle, self._room(), self._max_workers - len(self._workers), at_most)
         for _ in range(max(0, wanted)):
             self._worker_ids += 1
             worker = threading.Thread(target=self._work, daemon=True, name=f"fargate-launch-{self._worker_ids}")
@@ -185,7 +187,9 @@ class Launcher:
                     timeout = due if not self._probing else IDLE_WORKER_SECONDS
                 elif self._pending and self._room() > 0:
                     self._busy += 1
-                    return self._pending.popleft(), False
+                    request = self._pending.popleft()
+                    self._add_workers(at_most=2)
+                    return request, False
                 elif not self._pending and self._clock() - idle_since >= IDLE_WORKER_SECONDS:
                     return None
                 self._idle += 1
