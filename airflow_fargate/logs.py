@@ -82,24 +82,44 @@ def _timestamped(event: dict[str, Any]) -> str:
     return f"[{when.isoformat(timespec='milliseconds')}] {event.get('message', '').rstrip()}"
 
 
+def _structured(message: str) -> dict[str, Any] | None:
+    """A Task SDK structured (JSON) log line, parsed; None for any other line."""
+    if not (message.startswith("{") and message.endswith("}")):
+        return None
+    try:
+        parsed = json.loads(message)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) and "event" in parsed else None
+
+
+def readable_line(event: dict[str, Any]) -> str:
+    """One CloudWatch event as a person reads it in a failure's reason (the callback's output, the
+    audit log, the scheduler log): a structured line as ``[timestamp] LEVEL - event (logger)``,
+    not its JSON; any other line as ``[timestamp] text``."""
+    parsed = _structured(str(event.get("message", "")).rstrip())
+    if parsed is None:
+        return _timestamped(event)
+    when = parsed.get("timestamp") or datetime.fromtimestamp(event.get("timestamp", 0) / 1000, tz=timezone.utc)
+    level = str(parsed.get("level") or "").upper()
+    logger = f" ({parsed['logger']})" if parsed.get("logger") else ""
+    return f"[{when}] {level + ' - ' if level else ''}{parsed['event']}{logger}"
+
+
 def log_view_line(event: dict[str, Any]) -> str:
     """One CloudWatch event as Airflow's log view reads a line: a structured (JSON) line of the
     Task SDK as it is, so the view shows its level, logger, timestamp and event like a native
     task log (CloudWatch's time is added when the line has none); any other line as
     ``[timestamp] text``, which the view parses the same way."""
     message = str(event.get("message", "")).rstrip()
-    if message.startswith("{") and message.endswith("}"):
-        try:
-            parsed = json.loads(message)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict) and "event" in parsed:
-            if "timestamp" not in parsed:
-                when = datetime.fromtimestamp(event.get("timestamp", 0) / 1000, tz=timezone.utc)
-                parsed["timestamp"] = when.isoformat()
-                return json.dumps(parsed)
-            return message
-    return _timestamped(event)
+    parsed = _structured(message)
+    if parsed is None:
+        return _timestamped(event)
+    if "timestamp" not in parsed:
+        when = datetime.fromtimestamp(event.get("timestamp", 0) / 1000, tz=timezone.utc)
+        parsed["timestamp"] = when.isoformat()
+        return json.dumps(parsed)
+    return message
 
 
 class CloudWatchLogReader:
@@ -123,8 +143,9 @@ class CloudWatchLogReader:
 
     def read(self, where: LogStream, *, tail: int | None = None, for_log_view: bool = False) -> LogRead:
         """All lines (oldest first, up to MAX_PAGES pages), or only the last ``tail`` lines;
-        ``for_log_view``: structured lines kept as Airflow's log view reads them (log_view_line)."""
-        line = log_view_line if for_log_view else _timestamped
+        ``for_log_view``: structured lines kept as Airflow's log view reads them (log_view_line),
+        else rendered for a person (readable_line)."""
+        line = log_view_line if for_log_view else readable_line
         try:
             client = self._client(where.region)
             if tail is not None:

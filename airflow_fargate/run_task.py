@@ -129,9 +129,26 @@ def validation_errors(kwargs: Mapping[str, Any]) -> str | None:
     if not report.has_errors():
         return None
     try:
-        return shorten_lines(report.generate_report())
+        return shorten_lines(_name_containers(report.generate_report(), kwargs))
     except ValueError:  # the report quotes a value Python refuses to print (an integer of 4300+ digits)
         return "a value has the wrong type and is too large to print"
+
+
+def _name_containers(report: str, kwargs: Mapping[str, Any]) -> str:
+    """containerOverrides[1] -> containerOverrides[name='base']: the index is the merged list's
+    (the executor adds the command's container), not the one the user wrote."""
+    overrides = kwargs.get("overrides")
+    containers = overrides.get("containerOverrides") if isinstance(overrides, Mapping) else None
+    if not isinstance(containers, list):
+        return report
+
+    def named(match: re.Match[str]) -> str:
+        index = int(match.group(1))
+        item = containers[index] if index < len(containers) else None
+        name = item.get("name") if isinstance(item, Mapping) else None
+        return f"containerOverrides[name={name!r}]" if isinstance(name, str) else match.group(0)
+
+    return re.sub(r"containerOverrides\[(\d+)\]", named, report)
 
 
 def is_named_list(value: Any) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import Future
 from datetime import datetime, timezone
@@ -297,3 +298,16 @@ def test_get_task_log_never_raises(executor, ecs, monkeypatch):
     ti = SimpleNamespace(key=key, try_number=key.try_number, external_executor_id=arn)
     messages, logs = executor.get_task_log(ti, key.try_number)
     assert logs == [] and "AccessDeniedException" in messages[0]
+
+
+def test_a_failures_last_lines_render_the_task_sdks_structured_lines_for_a_person(executor, ecs):
+    """The reason lands in the callback's output, the audit log and the scheduler log: never the
+    raw `[ts] {json}` of a Task SDK line, but its time, level, event and logger."""
+    key, arn = launched_running(executor, ecs)
+    structured = {"timestamp": "2026-12-08T01:02:03.456Z", "level": "error", "event": "Task failed", "logger": "task"}
+    ecs.print(arn, json.dumps(structured), "plain text")
+    ecs.set_state(arn, "STOPPED", exit_codes={CONTAINER: 1}, stop_code="EssentialContainerExited")
+    beat(executor)
+    _, reason = events(executor)[key]
+    assert "[2026-12-08T01:02:03.456Z] ERROR - Task failed (task)" in reason
+    assert '{"' not in reason and reason.endswith("plain text")

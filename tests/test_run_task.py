@@ -227,11 +227,11 @@ def test_client_token_is_reserved(monkeypatch):
         ({"overridez": {}}, r'Unknown parameter in input: "overridez"'),
         (
             {"overrides": {"containerOverrides": [{"name": "base", "cpu": "lots"}]}},
-            r"overrides.containerOverrides\[0\].cpu",
+            r"overrides.containerOverrides\[name='base'\].cpu",
         ),
         (
             {"overrides": {"containerOverrides": [{"name": "base", "memroy": 1}]}},
-            r"overrides.containerOverrides\[0\]: \"memroy\"",
+            r"overrides.containerOverrides\[name='base'\]: \"memroy\"",
         ),
         (
             {"count": "one"},
@@ -436,3 +436,17 @@ def test_a_task_launched_in_another_cluster_than_the_tracked_one_is_refused(monk
     assert b.build(CMD, {"cluster": "arn:aws:ecs:us-east-1:1:cluster/airflow-tasks"})["cluster"].endswith(
         "airflow-tasks"
     )
+
+
+def test_a_bad_container_override_is_named_by_its_container_not_the_merged_lists_index():
+    """The user wrote one item; the executor's command container makes the merged list longer,
+    so an index would point at the wrong item: the error names the container."""
+    from airflow_fargate.run_task import validation_errors
+
+    kwargs = {
+        "cluster": "c",
+        "taskDefinition": "t",
+        "overrides": {"containerOverrides": [{"name": "base", "command": ["x"]}, {"name": "sidecar", "cpu": "x"}]},
+    }
+    report = validation_errors(kwargs) or ""
+    assert "containerOverrides[name='sidecar'].cpu" in report and "containerOverrides[1]" not in report
