@@ -40,7 +40,10 @@ class AwsTarget:
         return self.session.client(service, endpoint_url=self.endpoint_for(service), **kwargs)  # type: ignore[call-overload]
 
 
-def _connection(conn_id: str | None) -> Any | None:
+DEFAULT_CONN_ID = "aws_default"  # the option's default: most deployments never create it
+
+
+def _connection(conn_id: str | None, *, quiet: bool = False) -> Any | None:
     if not conn_id:
         return None
     from airflow.exceptions import AirflowNotFoundException
@@ -49,7 +52,8 @@ def _connection(conn_id: str | None) -> Any | None:
     try:
         return Connection.get_connection_from_secrets(conn_id)
     except AirflowNotFoundException:
-        log.info("Airflow connection %r not found; using boto3's default credential chain.", conn_id)
+        if not quiet:
+            log.info("Airflow connection %r not found; using boto3's default credential chain.", conn_id)
         return None
 
 
@@ -124,6 +128,8 @@ def _provider_target(conn_id: str | None, region_name: str) -> AwsTarget | None:
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
     except ImportError:
         return None
+    if conn_id == DEFAULT_CONN_ID and _connection(conn_id, quiet=True) is None:
+        conn_id = None  # the default, never created: boto3's chain, without the hook's warning
     hook = AwsBaseHook(aws_conn_id=conn_id or None, region_name=region_name, client_type="ecs")
     wrapper = hook.conn_config
     endpoints = {svc: url for svc in ("ecs", "logs", "sts") if (url := wrapper.get_service_endpoint_url(svc))}

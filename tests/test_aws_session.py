@@ -136,3 +136,16 @@ def test_no_connection_id_uses_the_default_chain(conn_id, reader):
 def test_the_provider_reads_the_connection_when_installed():
     pytest.importorskip("airflow.providers.amazon", reason="apache-airflow-providers-amazon is not installed")
     assert PROVIDER("aws_default", "us-east-1") is not None
+
+
+def test_the_default_connection_never_created_uses_the_default_chain_without_a_warning(airflow_db, capsys, caplog):
+    """aws_conn_id's default (aws_default) is rarely created: no "Unable to find AWS Connection ID"
+    warning on every start, check and demo run. A named connection that is missing still says so."""
+    pytest.importorskip("airflow.providers.amazon", reason="apache-airflow-providers-amazon is not installed")
+    target = aws_target("aws_default", "us-east-1")
+    assert target.session.get_credentials().access_key == "testing"
+    said = capsys.readouterr().out + caplog.text
+    assert "Unable to find AWS Connection ID" not in said, said
+    aws_target("named_but_missing", "us-east-1")
+    said = capsys.readouterr().out + caplog.text
+    assert "Unable to find AWS Connection ID 'named_but_missing'" in said
