@@ -1,11 +1,20 @@
-# syntax=docker/dockerfile:1.7
 # Reference image for airflow-fargate task definitions: Airflow + this package + DAGs.
 # Build from the repository root, e.g.:
 #   docker build --build-arg s3_uri=s3://my-bucket/dags -t airflow-fargate .
-# The Airflow and Python versions MUST match the scheduler's.
+# Builders: BuildKit (docker's default since 23.0) or podman/buildah, with no remote frontend
+# (no `# syntax=` line); the classic builder refuses `RUN --mount` and `COPY --chmod`.
+# The Airflow and Python versions MUST match the scheduler's (labels below say which they are).
 ARG AIRFLOW_VERSION=3.3.2
 ARG PYTHON_VERSION=3.11
-FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}
+# Any image with Airflow's layout (user airflow 50000, /opt/airflow, dumb-init, pip) will do,
+# e.g. one built from Debian packages where no registry is reachable.
+ARG BASE_IMAGE=apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}
+FROM ${BASE_IMAGE}
+# ARGs before FROM are not seen after it: declared again so the install below pins them.
+ARG AIRFLOW_VERSION
+ARG PYTHON_VERSION
+LABEL org.apache.airflow.version="${AIRFLOW_VERSION}" \
+      org.apache.airflow.python.version="${PYTHON_VERSION}"
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /opt/airflow

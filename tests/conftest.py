@@ -55,3 +55,12 @@ def _e2e_work_root(tmp_path_factory: pytest.TempPathFactory) -> None:
     """e2e stacks make their work directories (DB, logs: megabytes each) under pytest's basetemp,
     which pytest prunes to the last three sessions (tests.helpers.e2e_stack)."""
     helpers.E2E_WORK_ROOT = tmp_path_factory
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Record failed tests: an e2e stack keeps its work directory only when one of its tests failed."""
+    report = yield
+    if report.failed:
+        helpers.FAILED_TESTS.append(item.nodeid)
+    return report

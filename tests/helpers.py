@@ -260,6 +260,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Where e2e stacks make their work directories: pytest's basetemp (conftest sets it), which pytest
 # prunes to the last three sessions, so a failed test's logs stay a while and /tmp does not fill.
 E2E_WORK_ROOT: pytest.TempPathFactory | None = None
+FAILED_TESTS: list[str] = []  # node ids of failed tests of this process (tests/conftest.py records them)
 
 
 @contextmanager
@@ -278,6 +279,7 @@ def e2e_stack(
 
     assert E2E_WORK_ROOT is not None, "tests/conftest.py sets E2E_WORK_ROOT"
     work = E2E_WORK_ROOT.mktemp("airflow-fargate-e2e-")
+    failed_before = len(FAILED_TESTS)
     dags = work / "dags"
     dags.mkdir()
     for name in dag_files:
@@ -300,3 +302,5 @@ def e2e_stack(
         finally:
             print(f"e2e stack logs: {running.home / 'logs'}")
             print(f"local ECS stats: {running.stats()}")
+    if len(FAILED_TESTS) == failed_before:  # its tests passed: nothing to look at (kept on failure)
+        shutil.rmtree(work, ignore_errors=True)

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from botocore.exceptions import ClientError
 from airflow_fargate.local.faults import Faults, TokenBucket
 from airflow_fargate.local.runner import try_key
 from airflow_fargate.local.server import LocalEcs
-from tests.helpers import slowdown
+from tests.helpers import slowdown, wait_until
 
 
 @pytest.fixture
@@ -711,3 +712,45 @@ def test_a_client_token_is_remembered_per_cluster_for_a_day():
         memory.replay("a", "t", {"count": 2})
     now[0] += TOKEN_MEMORY_SECONDS + 1
     assert memory.replay("a", "t", {"count": 2}) is None  # forgotten after 24 hours
+
+
+def test_a_container_gets_only_what_ecs_gives_it_none_of_this_machines_environment(monkeypatch):
+    """The docker runtime's environment: the task definition's, the overrides' and ECS's metadata
+    variables; never the endpoint's own (HOME, PATH, VIRTUAL_ENV, AIRFLOW_HOME, AWS keys)."""
+    from airflow_fargate.local.runtimes import ContainerSpec
+
+    specs: list[ContainerSpec] = []
+
+    class Recording:
+        name = "recording"
+
+        def start(self, spec, on_output, on_exit):
+            specs.append(spec)
+            on_exit(0)
+            return SimpleNamespace(stop=lambda grace: None)
+
+    monkeypatch.setenv("AIRFLOW_HOME", "/host/airflow")
+    ecs = LocalEcs(runtime=Recording()).start()
+    try:
+        ecs.runner.base_env = {"AIRFLOW__CORE__DAGS_FOLDER": "/host/dags", "HOME": "/root"}
+        run(ecs, ["true"], env={"FROM_OVERRIDE": "1"})
+        wait_until(lambda: specs, 30, "the container start")
+    finally:
+        ecs.stop()
+    (spec,) = specs
+    assert spec.ecs_environment["FROM_OVERRIDE"] == "1"
+    assert spec.ecs_environment["ECS_CONTAINER_METADATA_URI_V4"].startswith("http://")
+    leaked = {"HOME", "PATH", "VIRTUAL_ENV", "AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "AWS_SECRET_ACCESS_KEY"}
+    assert not leaked & set(spec.ecs_environment), spec.ecs_environment
+    assert spec.environment["AIRFLOW__CORE__DAGS_FOLDER"] == "/host/dags"  # the process runtime's, as before
+
+
+def test_container_output_is_cut_into_whole_lines_whatever_the_chunks():
+    """The log pump: a line split across chunks (or inside a UTF-8 character) is one event."""
+    from airflow_fargate.local.runtimes import whole_lines
+
+    text = "first line\nsecond é line\r\nlast without newline"
+    data = text.encode()
+    for size in (1, 2, 3, 7, len(data)):
+        chunks = [data[i : i + size] for i in range(0, len(data), size)]
+        assert list(whole_lines(chunks)) == ["first line", "second é line", "last without newline"]

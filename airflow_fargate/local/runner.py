@@ -260,13 +260,16 @@ class LocalRunner:
 
     def _spec(self, task: Any) -> ContainerSpec:
         definition = self._container_definition(task)
-        env = dict(self.base_env)
-        env.update({e["name"]: e["value"] for e in definition.get("environment") or []})
-        env.update({e["name"]: e["value"] for e in self._override(task).get("environment") or []})
+        ecs_env = {e["name"]: e["value"] for e in definition.get("environment") or []}
+        ecs_env.update({e["name"]: e["value"] for e in self._override(task).get("environment") or []})
+        ecs_env["ECS_CONTAINER_METADATA_URI_V4"] = f"http://127.0.0.1/v4/{task.task_arn.rsplit('/', 1)[-1]}"
+        ecs_env["AWS_EXECUTION_ENV"] = "AWS_ECS_FARGATE"
+        env = {**self.base_env, **ecs_env}
         # `python` in the command means this virtualenv's interpreter, as it would in the image.
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-        env.setdefault("ECS_CONTAINER_METADATA_URI_V4", f"http://127.0.0.1/v4/{task.task_arn.rsplit('/', 1)[-1]}")
-        return ContainerSpec(command=self._command(task), environment=env, image=definition.get("image"))
+        return ContainerSpec(
+            command=self._command(task), environment=env, image=definition.get("image"), ecs_environment=ecs_env
+        )
 
     def _start(self, task: Any) -> None:
         with self.lock:

@@ -20,8 +20,8 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,8 +38,11 @@ class ContainerSpec:
     """What to run for one task."""
 
     command: Sequence[str]
-    environment: Mapping[str, str]
+    environment: Mapping[str, str]  # a process on this machine: the deployment's env around ECS's
     image: str | None = None
+    # A real container gets what ECS gives one, nothing of this machine's environment: the task
+    # definition's environment, the overrides' and the ECS metadata variables.
+    ecs_environment: Mapping[str, str] = field(default_factory=dict)
 
 
 class Handle(Protocol):
@@ -269,20 +272,32 @@ class DockerRuntime:
         container = self.client.containers.run(
             spec.image,
             list(spec.command),
-            environment=dict(spec.environment),
+            environment=dict(spec.ecs_environment),
             detach=True,
             network_mode="host",
         )
 
         def pump() -> None:
-            for chunk in container.logs(stream=True, follow=True):
-                for line in chunk.decode("utf-8", "replace").splitlines():
-                    on_output(line)
+            for line in whole_lines(container.logs(stream=True, follow=True)):
+                on_output(line)
             on_exit(int(container.wait().get("StatusCode", 1)))
             container.remove(force=True)
 
         threading.Thread(target=pump, daemon=True, name="local-ecs-docker").start()
         return _DockerHandle(container)
+
+
+def whole_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Lines of a stream whose chunks may end mid-line (or mid-character): one line, one
+    CloudWatch event, as the awslogs driver sends them."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.rstrip(b"\r").decode("utf-8", "replace")
+    if pending:
+        yield pending.rstrip(b"\r").decode("utf-8", "replace")
 
 
 def docker_client() -> Any | None:
