@@ -4,8 +4,8 @@ build where a Docker engine is reachable (skipped otherwise)."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import subprocess
