@@ -201,7 +201,7 @@ def test_invalid_executor_config_fails_only_that_task(executor, ecs):
     assert buffer[good][0] == TaskInstanceState.RUNNING
     state, reason = buffer[bad]
     assert state == TaskInstanceState.FAILED
-    assert "Invalid executor_config" in reason and "overrides.containerOverrides[0].cpu" in reason
+    assert "Invalid executor_config" in reason and "overrides.containerOverrides[name='base'].cpu" in reason
     assert len(ecs.all_task_arns()) == 1
 
 

@@ -372,3 +372,11 @@ def test_the_sweeps_own_pace_runs_before_its_tagged_describe():
     with pytest.raises(RuntimeError, match="shutting down"):
         client.describe_with_tags(["a"], pace=abandoned)
     assert transport.attempts == []
+
+
+def test_rows_are_read_often_when_cheap_and_never_more_than_a_small_share_of_the_time():
+    from airflow_fargate.poller import ROWS_MIN_SECONDS, ROWS_SHARE, rows_interval
+
+    assert rows_interval(0.001) == ROWS_MIN_SECONDS  # 16 tries: five reads a second at most
+    assert rows_interval(0.025) == pytest.approx(0.025 / ROWS_SHARE)  # 2,000 tries: under a second apart
+    assert 0.025 / rows_interval(0.025) <= ROWS_SHARE
