@@ -163,23 +163,27 @@ def _get_resource(self: EC2ContainerServiceBackend, resource_arn: str, parsed_ar
     return task
 
 
+def _patches() -> list[tuple[type, str, Any, Any]]:
+    """(class, attribute, our handler, moto's own) of every patch."""
+    return [
+        (EC2ContainerServiceResponse, "run_task", _run_task, _original_run_task),
+        (EC2ContainerServiceBackend, "describe_tasks", _describe_tasks, _original_describe),
+        (EC2ContainerServiceBackend, "stop_task", _stop_task, _original_stop),
+        (EC2ContainerServiceResponse, "list_tasks", _list_tasks, _original_list_tasks),
+        (EC2ContainerServiceResponse, "describe_tasks", _describe_tasks_response, _original_describe_response),
+        (EC2ContainerServiceBackend, "_get_resource", _get_resource, _original_get_resource),
+    ]
+
+
 def install_patches() -> None:
     """Route moto's ECS handlers through the local runner (idempotent)."""
-    EC2ContainerServiceResponse.run_task = _run_task  # type: ignore[method-assign]
-    EC2ContainerServiceBackend.describe_tasks = _describe_tasks  # type: ignore[method-assign]
-    EC2ContainerServiceBackend.stop_task = _stop_task  # type: ignore[method-assign]
-    EC2ContainerServiceResponse.list_tasks = _list_tasks  # type: ignore[method-assign]
-    EC2ContainerServiceResponse.describe_tasks = _describe_tasks_response  # type: ignore[method-assign]
-    EC2ContainerServiceBackend._get_resource = _get_resource  # type: ignore[method-assign]  # noqa: SLF001
+    for owner, name, ours, _ in _patches():
+        setattr(owner, name, ours)
 
 
 def uninstall_patches() -> None:
     """Give moto back its own handlers (so in-process moto tests are unaffected)."""
-    EC2ContainerServiceResponse.run_task = _original_run_task  # type: ignore[method-assign]
-    EC2ContainerServiceBackend.describe_tasks = _original_describe  # type: ignore[method-assign]
-    EC2ContainerServiceBackend.stop_task = _original_stop  # type: ignore[method-assign]
-    EC2ContainerServiceResponse.list_tasks = _original_list_tasks  # type: ignore[method-assign]
-    EC2ContainerServiceResponse.describe_tasks = _original_describe_response  # type: ignore[method-assign]
-    EC2ContainerServiceBackend._get_resource = _original_get_resource  # type: ignore[method-assign]  # noqa: SLF001
+    for owner, name, _, original in _patches():
+        setattr(owner, name, original)
     State.runner = None
     State.tokens = ecs_rules.TokenMemory()
