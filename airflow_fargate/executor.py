@@ -98,6 +98,13 @@ class FargateExecutor(BaseExecutor):
         self._successes: list[tuple[Any, str | None]] = []  # tries that exited 0 in this describe batch
         self._poke_check_paused_until = 0.0  # after a failed metadata DB read (_report_successes)
 
+    def _stat(self, kind: str, name: str, value: float = 1) -> None:
+        """One metric through Airflow's Stats, tagged with this executor and its team (a team's
+        executor is its own series: two teams' gauges never overwrite each other)."""
+        team = getattr(self, "team_name", None)
+        tags = {"executor": type(self).__name__, **({"team_name": str(team)} if team else {})}
+        getattr(stats, kind)(name, value, tags=tags)
+
     def _load_settings(self) -> ExecutorSettings:
         # Airflow 3.1+: self.conf is the team-scoped ExecutorConf; Airflow 2 reads the global conf.
         return load_settings(getattr(self, "conf", None))
@@ -127,7 +134,7 @@ class FargateExecutor(BaseExecutor):
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="fargate-start") as pool:
             strategy = pool.submit(self._cluster_default_strategy, settings)
             health = pool.submit(self._health_check, settings) if settings.check_health_on_startup else None
-            metrics = pool.submit(stats.gauge, "fargate.tasks.running", 0)  # Airflow's metrics registry
+            metrics = pool.submit(self._stat, "gauge", "fargate.tasks.running", 0)  # Airflow's metrics registry
             self.ecs.launch_client  # noqa: B018 - create clients now, not inside the first heartbeats
             # builds and validates the configured kwargs
             self.kwargs_builder = RunTaskKwargsBuilder(settings, cluster_default_strategy=strategy.result())
@@ -299,8 +306,8 @@ class FargateExecutor(BaseExecutor):
         self._report_breaker()
         if self._tagging_probe is not None:
             self._tagging_probe.poll()
-        stats.gauge("fargate.tasks.pending", self.tracker.waiting_count)
-        stats.gauge("fargate.tasks.running", self.tracker.watched_count)
+        self._stat("gauge", "fargate.tasks.pending", self.tracker.waiting_count)
+        self._stat("gauge", "fargate.tasks.running", self.tracker.watched_count)
 
     def _guarded(self, step: Any, what: str) -> None:
         """One step of the heartbeat; its failure is logged (quietly while the API is out)."""
@@ -330,20 +337,20 @@ class FargateExecutor(BaseExecutor):
         """Log each start and end of an ECS API outage once, with metrics."""
         for change in self.breaker.take_changes():
             if change.opened:
-                stats.incr("fargate.ecs_api.outage")
+                self._stat("incr", "fargate.ecs_api.outage")
                 self.log.warning(
                     "ECS API outage (%s): launches pause and one probe call at a time checks the API; "
                     "no task is failed for it.",
                     change.reason,
                 )
             else:
-                stats.timing("fargate.ecs_api.outage_duration", change.outage_seconds * 1000)
+                self._stat("timing", "fargate.ecs_api.outage_duration", change.outage_seconds * 1000)
                 self.log.warning(
                     "The ECS API answers again after %.0fs of outage; launching resumes.", change.outage_seconds
                 )
                 self._next_sweep_at = min(self._next_sweep_at, self._clock())  # the sweep missed the outage
                 self.launcher.limiter.restore()  # the outage's throttles said nothing of our pace
-        stats.gauge("fargate.ecs_api.available", 0 if self.breaker.is_open else 1)
+        self._stat("gauge", "fargate.ecs_api.available", 0 if self.breaker.is_open else 1)
 
     # -- the orphan sweep (sweep.py decides; here its verdicts become tracker state and stops) --
 
@@ -385,13 +392,13 @@ class FargateExecutor(BaseExecutor):
             identity = decision.task.owner.try_identity if decision.task.owner else None
             if decision.action is Action.STOP:
                 self.log.warning("Orphan sweep: stopping ECS task %s: %s", decision.task.arn, decision.reason)
-                stats.incr("fargate.orphans.stopped")
+                self._stat("incr", "fargate.orphans.stopped")
                 self.sweeper.stop_task(decision.task.arn, f"FargateExecutor orphan sweep: {decision.reason}")
             elif decision.action is Action.ADOPT and identity is not None:
                 previous_job = decision.row.queued_by_job_id if decision.row else None
                 if metadata_db.claim_try(identity, decision.task.arn, previous_job, self.job_id):
                     self._track_adopted(task_instance_key(*identity), decision.task.arn, decision.row)
-                    stats.incr("fargate.orphans.adopted")
+                    self._stat("incr", "fargate.orphans.adopted")
                     self.log.info("Orphan sweep: adopted ECS task %s: %s", decision.task.arn, decision.reason)
             elif identity is not None:
                 self._swept.setdefault(identity, []).append(decision.task)  # try_adopt may still claim it
@@ -477,20 +484,20 @@ class FargateExecutor(BaseExecutor):
                 for extra in outcome.extra_arns:  # count is always 1; should ECS start more, none may run
                     self._stop_quietly(extra, f"More ECS tasks than the one launched for {work.describe(task.key)}")
                 self.tracker.record_launch(task.key, outcome.task.arn, now)
-                stats.incr("fargate.run_task.success")
+                self._stat("incr", "fargate.run_task.success")
                 self.log.debug("Launched %s as ECS task %s (launch %d).", task.key, outcome.task.arn, task.launches)
                 launched += 1
                 # RUNNING with the ARN as info: the scheduler stores it as external_executor_id.
                 self.running_state(task.key, outcome.task.arn)
                 continue
-            stats.incr("fargate.run_task.failure")
+            self._stat("incr", "fargate.run_task.failure")
             if outcome.not_found:
                 self._fail(task, f"{outcome.reason}; last launch errors: " + "; ".join(task.reasons[-3:]))
                 continue
             if outcome.credentials:
                 self._refresh_credentials(outcome.reason)
             if outcome.conflict:
-                stats.incr("fargate.run_task.token_conflict")
+                self._stat("incr", "fargate.run_task.token_conflict")
                 self.log.warning(
                     "RunTask for %s answered %s; launching again with a new clientToken.",
                     work.describe(task.key),
@@ -518,7 +525,7 @@ class FargateExecutor(BaseExecutor):
             self.log.info("Launched %d ECS task(s); %d launch(es) in flight.", launched, self.launcher.in_flight)
         throttled, self.launcher.throttled = self.launcher.throttled, 0
         if throttled:
-            stats.incr("fargate.run_task.throttled", throttled)
+            self._stat("incr", "fargate.run_task.throttled", throttled)
 
     def _note_unknown_outcome(self, task: TrackedTask, now: float) -> None:
         """A RunTask call of this token may or may not have started the task. Past the deadline
@@ -534,7 +541,7 @@ class FargateExecutor(BaseExecutor):
         """Missing/expired/rotated credentials: rebuild the clients so the next calls resolve the
         connection (or default chain) again. No scheduler restart, no task lost meanwhile."""
         self.log.warning("AWS credentials problem (%s); re-resolving credentials for the next calls.", reason)
-        stats.incr("fargate.credentials.refresh")
+        self._stat("incr", "fargate.credentials.refresh")
         self.ecs.reset()
         self.log_reader.reset()
 
@@ -573,7 +580,7 @@ class FargateExecutor(BaseExecutor):
             record_api_error(self.breaker, err)
             raise
         self.breaker.answered()
-        stats.timing("fargate.describe.latency", (time.perf_counter() - started) * 1000)
+        self._stat("timing", "fargate.describe.latency", (time.perf_counter() - started) * 1000)
         return result
 
     def _apply_describe(self, result: DescribeResult) -> None:
@@ -646,8 +653,8 @@ class FargateExecutor(BaseExecutor):
                 self._fail(task, f"{verdict.reason}; not relaunched: {blocker}")
                 return
             self.log.warning("Relaunching %s (same try, launch %d): %s", task.key, task.launches + 1, verdict.reason)
-            stats.incr("fargate.relaunch")
-            stats.incr(f"fargate.relaunch.{verdict.cause or 'other'}")
+            self._stat("incr", "fargate.relaunch")
+            self._stat("incr", f"fargate.relaunch.{verdict.cause or 'other'}")
             self.tracker.prepare_relaunch(task.key, now + backoff_seconds(task.launches))
 
     def _succeeded(self, task: TrackedTask, maybe_a_poke: bool = True) -> None:
@@ -859,7 +866,7 @@ class FargateExecutor(BaseExecutor):
                 self._track_adopted(ti.key, arn, ti)
                 adopted.append(ti)
         if adopted:
-            stats.incr("fargate.adopt.count", len(adopted))
+            self._stat("incr", "fargate.adopt.count", len(adopted))
             self.log.info("Adopted %d ECS tasks: %s", len(adopted), ", ".join(str(t.key) for t in adopted))
         return [ti for ti in tis if ti not in adopted]
 

@@ -940,3 +940,28 @@ def test_when_the_metadata_db_cannot_be_read_successes_are_reported_and_it_is_as
     assert asked == [1, 1]
     out, err = capfd.readouterr()
     assert (out + err).count("could not read finished tries' states (RuntimeError: database is locked)") == 2
+
+
+def test_metrics_carry_the_executor_and_its_team_so_two_teams_are_two_series(monkeypatch):
+    """supports_multi_team: two teams' executors in one scheduler emit the same names; the team tag
+    keeps their gauges apart (as the provider tags its metrics)."""
+    series: dict[tuple[str, str | None], list[float]] = {}
+
+    class TaggedStats:
+        def gauge(self, name: str, value: float, *, tags: dict[str, str]) -> None:
+            assert tags["executor"] == "FargateExecutor"
+            series.setdefault((name, tags.get("team_name")), []).append(value)
+
+    monkeypatch.setattr("airflow_fargate.executor.stats", TaggedStats())
+    executors = {}
+    for team, running in (("team_a", 3), ("team_b", 5), (None, 7)):
+        executors[team] = FargateExecutor()
+        executors[team].team_name = team
+        executors[team]._stat("gauge", "fargate.tasks.running", running)
+    assert series == {
+        ("fargate.tasks.running", "team_a"): [3],
+        ("fargate.tasks.running", "team_b"): [5],
+        ("fargate.tasks.running", None): [7],
+    }
+    source = (Path(__file__).resolve().parents[1] / "airflow_fargate" / "executor.py").read_text()
+    assert "stats.incr(" not in source and "stats.gauge(" not in source and "stats.timing(" not in source
