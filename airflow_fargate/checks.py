@@ -170,12 +170,17 @@ def check_awslogs(definition: dict[str, Any], container: str, logs_client: Calla
             f"container {container!r} has no awslogs log configuration with awslogs-group and "
             "awslogs-stream-prefix: the UI cannot show output of running tasks, failures carry no output",
         )
-    if where.create_group:
-        return Check(name, Status.PASS, f"group {where.group} (created by ECS on first use)")
     try:
         groups = logs_client(where.region).describe_log_groups(logGroupNamePrefix=where.group).get("logGroups", [])
     except (BotoCoreError, ClientError) as err:
         return Check(name, Status.WARN, f"group {where.group}: cannot verify that it exists ({_error(err)})")
+    if not any(g.get("logGroupName") == where.group for g in groups) and where.create_group:
+        return Check(
+            name,
+            Status.WARN,
+            f"log group {where.group} does not exist yet; awslogs-create-group makes ECS create it only if the "
+            "execution role may logs:CreateLogGroup (AmazonECSTaskExecutionRolePolicy may not): create the group",
+        )
     if not any(g.get("logGroupName") == where.group for g in groups):
         return Check(
             name,

@@ -126,7 +126,20 @@ def run_checks(offline: bool = False, team: str | None = None) -> list[Any]:
     results.append(checks.check_network(definition, kwargs))
     results.append(checks.check_awslogs(definition, settings.container_name, logs_client))
     results.append(checks.check_image(definition, settings.container_name, airflow_version))
+    results.append(_secrets_check(definition))
     return results
+
+
+def _secrets_check(definition: dict[str, Any]) -> Any:
+    """The task definition gives its containers no scheduler secret (secret_checks)."""
+    from airflow_fargate import checks
+    from airflow_fargate.compat import AIRFLOW_V3
+    from airflow_fargate.secret_checks import secret_problems
+
+    problems = secret_problems(definition, AIRFLOW_V3)
+    if problems:
+        return checks.Check("task secrets", checks.Status.FAIL, "; ".join(problems))
+    return checks.Check("task secrets", checks.Status.PASS, "no scheduler secret in any container")
 
 
 def _quiet() -> None:

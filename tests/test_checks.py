@@ -63,9 +63,47 @@ def test_awslogs_without_configuration_is_a_warning():
     assert result.status is Status.WARN and "no awslogs log configuration" in result.detail
 
 
-def test_awslogs_create_group_needs_no_lookup():
+def test_awslogs_create_group_is_not_trusted_to_create_the_group():
+    """awslogs-create-group needs logs:CreateLogGroup on the execution role, which the documented
+    AmazonECSTaskExecutionRolePolicy lacks: a missing group is a warning that says so."""
+
+    class Groups:
+        def __init__(self, *names):
+            self.names = names
+
+        def describe_log_groups(self, **_):
+            return {"logGroups": [{"logGroupName": name} for name in self.names]}
+
     found = definition(**{"awslogs-group": "/g", "awslogs-stream-prefix": "p", "awslogs-create-group": "true"})
-    assert check_awslogs(found, "base", no_logs_client).status is Status.PASS
+    missing = check_awslogs(found, "base", lambda region: Groups())
+    assert missing.status is Status.WARN and "logs:CreateLogGroup" in missing.detail
+    assert check_awslogs(found, "base", lambda region: Groups("/g")).status is Status.PASS
+
+
+@pytest.mark.parametrize("airflow_3", [True, False])
+def test_scheduler_secrets_in_a_task_definition_are_refused_and_the_shipped_example_has_none(airflow_3):
+    import json
+    from pathlib import Path
+
+    from airflow_fargate.secret_checks import secret_problems
+
+    example = json.loads((Path(__file__).resolve().parents[1] / "config" / "task-definition.example.json").read_text())
+    assert secret_problems(example, airflow_3) == []
+    leaky = {
+        "containerDefinitions": [
+            {
+                "name": "worker",
+                "secrets": [{"name": "AIRFLOW__API_AUTH__JWT_SECRET", "valueFrom": "arn:aws:secretsmanager:x"}],
+                "environment": [
+                    {"name": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "value": "postgresql://airflow:pw@db/airflow"}
+                ],
+            }
+        ]
+    }
+    problems = "; ".join(secret_problems(leaky, airflow_3))
+    assert ("AIRFLOW__API_AUTH__JWT_SECRET (secrets)" in problems) is airflow_3
+    assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN in plain text with a password" in problems  # Airflow 2 too
+    assert "pw@" not in problems  # never repeats the secret
 
 
 def test_awslogs_lookup_errors_are_a_warning_not_a_failure():

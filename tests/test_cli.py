@@ -66,6 +66,7 @@ def test_check_passes_against_a_healthy_deployment(local, tmp_path):
         "network": "PASS",
         "awslogs": "PASS",
         "image": "PASS",
+        "task secrets": "PASS",
     }
     assert "account 123456789012" in result.stdout
     assert f"'{local.config.cluster}' is ACTIVE" in result.stdout
@@ -101,7 +102,7 @@ def test_check_fails_with_exit_1_naming_what_to_fix(local, tmp_path):
     assert "no subnets are configured" in result.stdout
     assert "log group /ecs/missing does not exist" in result.stdout
     assert "looks like Airflow 1.10.15" in result.stdout
-    assert "6 of 9 checks passed." in result.stdout
+    assert "7 of 10 checks passed." in result.stdout
 
 
 def test_check_reports_a_missing_container_and_stops_there(local, tmp_path):
