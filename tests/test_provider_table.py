@@ -277,3 +277,29 @@ def test_every_deliberate_difference_is_in_the_migration_guide():
     for row in ROWS:
         if row.differs:
             assert row.differs in guide, f"README migration guide does not say: {row.differs}"
+
+
+@pytest.mark.skipif(not PROVIDER_INSTALLED, reason="apache-airflow-providers-amazon is not installed")
+@pytest.mark.parametrize("row", [r for r in ROWS if r.differs], ids=lambda row: row.name)
+def test_the_provider_really_differs_on_rows_marked_differs(monkeypatch, row):
+    """A row marked "differs" is shown to differ: the provider's kwargs are not ours (or it refuses
+    what we accept, or accepts what we refuse)."""
+    from airflow.configuration import conf
+    from airflow.providers.amazon.aws.executors.ecs.ecs_executor_config import build_task_kwargs
+
+    configure(monkeypatch, row)
+    with mock_aws():
+        import boto3
+
+        for cluster in ("tasks", "other"):
+            boto3.client("ecs", region_name="us-east-1").create_cluster(clusterName=cluster)
+        try:
+            raw: dict[str, Any] | None = build_task_kwargs(conf)
+        except Exception:  # the provider refuses the configuration
+            raw = None
+    if row.expected is None:
+        assert raw is not None, "we refuse it; so does the provider"
+    elif "startedBy" in row.options.get("run_task_kwargs", ""):  # normalise() drops startedBy: compare it
+        assert raw is not None and raw.get("startedBy") != ours(monkeypatch, row).get("startedBy")
+    else:
+        assert raw is None or normalise(raw) != row.expected, "the provider gives the same kwargs"
