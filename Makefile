@@ -22,7 +22,7 @@ venv: $(STAMP)
 lint: venv
 	$(BIN)/ruff check airflow_fargate config tests benchmarks docs
 	$(BIN)/ruff format --check airflow_fargate config tests benchmarks docs
-	$(BIN)/lint-imports --config setup.cfg
+	$(BIN)/lint-imports setup.cfg
 
 typecheck: venv
 	$(BIN)/mypy

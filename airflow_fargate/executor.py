@@ -62,6 +62,10 @@ SETTLE_SECONDS = 0.04
 # A launch whose RunTask outcome stays unknown this long (counting only time the API answered
 # other calls) is looked up by its tags: adopted if it exists, failed if it surely does not.
 LAUNCH_OUTCOME_DEADLINE_SECONDS = 300.0
+# A workload queued longer than this gets a fresh execution-API token when its kwargs are built
+# (the one minted at queueing lasts [scheduler] task_queued_timeout, 600 s by default); one whose
+# launch outcome is unknown is first looked up by its tags, then launched afresh if none exists.
+TOKEN_REFRESH_SECONDS = 120.0
 
 
 class FargateExecutor(BaseExecutor):
@@ -434,14 +438,18 @@ class FargateExecutor(BaseExecutor):
                     self._fail(task, f"Cannot rebuild the command of adopted task: {err}")
                     continue
             task.launching = True
+            if task.unknown_since is not None and not task.find_next:
+                self._note_unknown_outcome(task, self._clock())  # its kwargs' token may have aged
             if task.prepared is None or task.prepared[0] != task.token_generation:
+                aged = self._clock() - task.accepted_at > TOKEN_REFRESH_SECONDS
+                fresh, task.mint_token = (aged or task.mint_token) and task.workload is not None, False
                 build = functools.partial(
                     self._kwargs_for,
                     key=task.key,
                     kind=task.kind,
                     queueing_id=task.queueing_id,
                     command=task.command,
-                    workload=task.workload,
+                    workload=work.with_fresh_token(task.workload, self.jwt_generator) if fresh else task.workload,
                     executor_config=task.executor_config,
                     queue=task.queue,
                 )
@@ -491,6 +499,9 @@ class FargateExecutor(BaseExecutor):
                 self.running_state(task.key, outcome.task.arn)
                 continue
             self._stat("incr", "fargate.run_task.failure")
+            if outcome.not_found and task.refresh_next:  # nothing started: launch with a fresh token
+                self.tracker.launch_afresh(task.key, now)
+                continue
             if outcome.not_found:
                 self._fail(task, f"{outcome.reason}; last launch errors: " + "; ".join(task.reasons[-3:]))
                 continue
@@ -536,6 +547,8 @@ class FargateExecutor(BaseExecutor):
         since, outage_then = task.unknown_since
         if (now - since) - (outage - outage_then) >= LAUNCH_OUTCOME_DEADLINE_SECONDS:
             task.find_next = True
+        elif now - task.accepted_at > TOKEN_REFRESH_SECONDS and task.workload is not None:
+            task.find_next = task.refresh_next = True  # its kwargs carry an aging token
 
     def _refresh_credentials(self, reason: str) -> None:
         """Missing/expired/rotated credentials: rebuild the clients so the next calls resolve the

@@ -36,6 +36,7 @@ LOOKAHEAD_SECONDS = 10.0
 IDLE_WORKER_SECONDS = 10.0  # a worker with nothing to do for this long ends
 MIN_CONCURRENCY = 2  # the concurrency limit never falls below this (AIMD on unknown outcomes)
 _PROBE = object()  # what _take hands a worker that is to probe the API (the breaker is open)
+HOLD_SECONDS = 60.0  # requests waiting out an outage go back to the executor this often
 
 
 class Launcher:
@@ -75,6 +76,7 @@ class Launcher:
         self._done: deque[tuple[LaunchRequest, Outcome]] = deque()
         self._on_wire: dict[int, float] = {}  # worker id -> when its call went out
         self._submitted_at = -math.inf  # the last submit()
+        self._held_since: float | None = None  # when requests began waiting out an outage
         self._busy = 0
         self._idle = 0
         self._probing = False
@@ -173,6 +175,8 @@ class Launcher:
                     self._give_back_unsent()
                     return None
                 timeout: float | None = IDLE_WORKER_SECONDS
+                if self._pending and self.breaker.is_open and self._held_too_long():
+                    continue  # handed back: the executor re-decides them (a fresh token, say)
                 if self._pending and self.breaker.is_open:
                     due = self.breaker.probe_due()
                     if due == 0 and not self._probing:
@@ -195,6 +199,21 @@ class Launcher:
                 self._idle += 1
                 self._cond.wait(timeout)
                 self._idle -= 1
+
+    def _held_too_long(self) -> bool:
+        """While the API is out, requests wait here at most HOLD_SECONDS, then go back to the
+        executor unsent, as calls whose outcome is unknown (lock held). True if it gave them back."""
+        now = self._clock()
+        if self._held_since is None or now - self._held_since > 2 * HOLD_SECONDS:
+            self._held_since = now  # first seen held (or a stale mark of an earlier outage)
+        if now - self._held_since < HOLD_SECONDS:
+            return False
+        while self._pending:
+            reason = "not sent: held while the ECS API was out"
+            self._done.append((self._pending.popleft(), LaunchError(reason, retryable=True, outcome_unknown=True)))
+        self._held_since = None
+        self._wakeup.notify()
+        return True
 
     def _give_back_unsent(self) -> None:
         """Shutting down during an outage: queued requests return unsent (lock held)."""

@@ -57,6 +57,8 @@ ROWS_SHARE = 0.03
 def rows_interval(last_read_seconds: float) -> float:
     """Seconds between two reads of the tries' rows, given how long the last one took."""
     return max(ROWS_MIN_SECONDS, last_read_seconds / ROWS_SHARE)
+
+
 ReadReports = Callable[[Mapping[str, Any]], Mapping[str, Report]]
 DESCRIBE_WORKERS = 4  # calls of one round in flight at once (the budget paces them)
 

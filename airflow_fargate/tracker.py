@@ -140,6 +140,9 @@ class TrackedTask:
     # seconds then), so its deadline counts only time the API answered; None once one answers.
     unknown_since: tuple[float, float] | None = None
     find_next: bool = False  # the deadline passed: look for the task by its tags, launch nothing
+    refresh_next: bool = False  # the find is for a fresh token: nothing found means launch anew
+    accepted_at: float = 0.0  # when this queueing was accepted (its workload's token was minted)
+    mint_token: bool = False  # the next kwargs get a freshly minted execution-API token
 
 
 class Tracker:
@@ -181,6 +184,7 @@ class Tracker:
             self._by_arn.pop(previous.arn, None)
             self._retired[previous.arn] = now
         self._tasks[task.key] = task
+        task.accepted_at = task.accepted_at or now
         if task.arn:
             self._by_arn[task.arn] = task.key
         return previous
@@ -276,7 +280,7 @@ class Tracker:
         task.launched_at = now
         task.missing_since = None
         task.unknown_since = None
-        task.find_next = False
+        task.find_next = task.refresh_next = False
         self._by_arn[arn] = key
 
     def client_token(self, key: Any) -> str:
@@ -359,6 +363,17 @@ class Tracker:
                 stop_first,
             )
         return Verdict(Outcome.RELAUNCH, reason, stop_first, cause)
+
+    def launch_afresh(self, key: Any, now: float) -> None:
+        """No task of this token exists (looked up by tags): the next launch gets a new clientToken
+        and new kwargs (a fresh execution token in its command, minted about ``now``). The
+        deadline of its unknown outcomes still runs from the first of them."""
+        task = self._tasks[key]
+        task.launching = task.find_next = task.refresh_next = False
+        task.token_generation += 1
+        task.accepted_at = now
+        task.mint_token = True
+        task.next_attempt_at = 0.0
 
     def prepare_relaunch(self, key: Any, retry_at: float) -> None:
         """Forget the stopped ARN so the task is launched again (with a new clientToken)."""

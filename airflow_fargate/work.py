@@ -110,6 +110,17 @@ def work_item(workload: Any) -> WorkItem:
     return WorkItem(workload.key, kind, None, getattr(workload, "queue", None), workload)
 
 
+def with_fresh_token(workload: Any, generator: Any) -> Any:
+    """An Airflow 3 task workload whose execution-API token is minted now: the one minted when it
+    was queued expires (after [scheduler] task_queued_timeout) while ECS is out or slow, and a
+    container started with it cannot report. Other workloads are returned as they are."""
+    make = getattr(type(workload), "generate_token", None)
+    ti_id = getattr(getattr(workload, "ti", None), "id", None)
+    if make is None or ti_id is None or kind_of(workload) != TASK:
+        return workload
+    return workload.model_copy(update={"token": make(str(ti_id), generator)})
+
+
 def container_command(workload: Any) -> list[str]:
     """The container command that runs one Airflow 3 workload through the Task SDK."""
     payload = workload.model_dump_json()

@@ -373,7 +373,7 @@ def test_unknown_outcomes_never_cost_an_attempt_and_keep_the_token(executor, ecs
     (key,) = queue(executor, make_workload())
     for _ in range(9):
         beat(executor)
-        executor._clock.now += 30  # past every back-off, within the 5-minute deadline
+        executor._clock.now += 10  # past every back-off; the token is under 2 minutes old (no refresh)
         executor.breaker.answered()  # other calls answer: the API is slow for RunTask only
     assert events(executor)[key][0] == TaskInstanceState.RUNNING
     assert len(tokens) == 9 and set(tokens) == {tokens[0]}
@@ -453,7 +453,7 @@ def test_retries_under_one_token_send_the_same_kwargs(executor, ecs, monkeypatch
     )
     (key,) = queue(executor, make_workload())
     beat(executor)
-    executor._clock.now += 1000
+    executor._clock.now += 10  # past the back-off, well within the unknown-outcome deadline
     beat(executor)
     assert events(executor)[key][0] == TaskInstanceState.RUNNING
     assert len(sent) == 2 and sent[0] is sent[1]

@@ -4,13 +4,16 @@ applies answers that arrive within its settle moment. Against moto ECS."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
+import pytest
 from airflow.utils.state import TaskInstanceState
 from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 
 from airflow_fargate.breaker import OPEN_AFTER_FAILURES
+from airflow_fargate.compat import AIRFLOW_V3
 from airflow_fargate.executor import LAUNCH_OUTCOME_DEADLINE_SECONDS
 from tests.executor_harness import beat, events, queue
 from tests.helpers import make_workload
@@ -106,7 +109,8 @@ def test_a_launch_whose_outcome_stays_unknown_and_started_nothing_fails_with_tha
     state, reason = seen[key]
     assert state == TaskInstanceState.FAILED
     assert "no ECS task of this launch exists" in reason and "ReadTimeoutError" in reason
-    assert set(tokens) == {tokens[0]} and ecs.all_task_arns() == []
+    # a new clientToken only after a lookup by tags found nothing (a fresh execution token each time)
+    assert len(set(tokens)) < len(tokens) and ecs.all_task_arns() == []
 
 
 def test_a_launch_whose_answer_was_lost_is_found_by_its_tags_and_tracked(executor, ecs, monkeypatch):
@@ -141,8 +145,73 @@ def test_time_the_api_was_out_does_not_count_toward_the_unknown_outcome_deadline
         executor.breaker.failed("down")
     executor._clock.now += LAUNCH_OUTCOME_DEADLINE_SECONDS * 2  # all of it an outage
     executor.breaker.answered()
+    task.accepted_at = executor._clock()  # a token fresh enough: only the deadline is at stake here
     executor._note_unknown_outcome(task, executor._clock())
     assert not task.find_next
     executor._clock.now += LAUNCH_OUTCOME_DEADLINE_SECONDS
+    task.accepted_at = executor._clock()
     executor._note_unknown_outcome(task, executor._clock())
-    assert task.find_next
+    assert task.find_next and not task.refresh_next  # the deadline: found or failed
+
+
+@pytest.mark.skipif(not AIRFLOW_V3, reason="Airflow 3 workloads carry an execution-API token")
+def test_a_try_waiting_out_an_outage_is_launched_with_a_fresh_execution_token(executor, ecs, monkeypatch):
+    """The token minted when a try was queued lasts task_queued_timeout (600 s): a try that waited
+    out a long outage, its RunTask outcome unknown, is looked up by its tags, and (nothing found)
+    launched with a new clientToken and a freshly minted token, never with the stale one."""
+    from airflow.api_fastapi.auth.tokens import JWTGenerator
+
+    from airflow_fargate.executor import TOKEN_REFRESH_SECONDS
+
+    executor.__dict__["jwt_generator"] = JWTGenerator(secret_key="s" * 64, valid_for=600, audience="test")
+    real_run_task = executor.ecs.run_task
+    sent: list[tuple[str, str]] = []  # (clientToken, the workload token in the command)
+
+    def run_task(kwargs, token):
+        command = kwargs["overrides"]["containerOverrides"][-1]["command"]
+        sent.append((token, json.loads(command[-1])["token"]))
+        if len(sent) == 1:
+            raise ReadTimeoutError(endpoint_url="x")  # the outage began with this call
+        return real_run_task(kwargs, token)
+
+    monkeypatch.setattr(executor.ecs, "run_task", run_task)
+    (workload,) = [make_workload()]
+    original_token = "queued-long-ago"
+    workload = workload.model_copy(update={"token": original_token})
+    (key,) = queue(executor, workload)
+    beat(executor)  # the first call: outcome unknown
+    executor._clock.now += TOKEN_REFRESH_SECONDS + 1  # the outage lasted
+    executor.breaker.answered()
+    for _ in range(6):
+        executor._clock.now += 5
+        beat(executor)
+        if key in (seen := events(executor)):
+            break
+    assert seen[key][0] == TaskInstanceState.RUNNING
+    assert len(sent) == 2 and sent[0][0] != sent[1][0]  # a new clientToken: the first started nothing
+    assert sent[0][1] == original_token and sent[1][1] not in ("", original_token)  # a fresh token
+    assert len(ecs.all_task_arns()) == 1
+
+
+def test_requests_held_through_an_outage_go_back_to_the_executor_to_be_decided_again():
+    from airflow_fargate.launch_requests import LaunchRequest
+    from airflow_fargate.launcher import HOLD_SECONDS, Launcher
+
+    now = [0.0]
+    launcher = Launcher(
+        lambda kwargs, token: (_ for _ in ()).throw(DOWN),
+        probe=lambda: (_ for _ in ()).throw(DOWN),
+        clock=lambda: now[0],
+    )
+    for _ in range(OPEN_AFTER_FAILURES):
+        launcher.breaker.failed("down")
+    launcher.submit([LaunchRequest(key=i, build=dict, client_token=str(i)) for i in range(3)])
+    time.sleep(0.2)
+    assert launcher.drain() == [] and launcher.in_flight == 3  # held, nothing sent
+    now[0] += HOLD_SECONDS + 1
+    with launcher._cond:
+        launcher._cond.notify_all()
+    returned = wait_for(launcher.drain, timeout=20)
+    launcher.shutdown()
+    assert sorted(request.key for request, _ in returned) == [0, 1, 2]
+    assert all(outcome.outcome_unknown and "held" in outcome.reason for _, outcome in returned)
