@@ -369,9 +369,11 @@ class FargateExecutor(BaseExecutor):
             self.sweeper.request(self.tracker.active_arns(), self.tracker.queueing_ids())
         result = self.sweeper.take()
         if isinstance(result, Exception):
+            record_api_error(self.breaker, result)
             if is_credentials_error(result):
                 self._refresh_credentials(str(result))
-            self.log.warning("FargateExecutor: listing this deployment's ECS tasks failed: %s", result)
+            quiet = self.log.debug if self.breaker.is_open else self.log.warning  # the outage is logged once
+            quiet("FargateExecutor: listing this deployment's ECS tasks failed: %s", result)
         elif result is not None:
             self._apply_sweep(result)
 
