@@ -62,15 +62,6 @@ class AdaptiveRateLimiter:
             self._refill()
             return max(0, int(self._tokens))
 
-    def reserve(self) -> float:
-        """Take a token and return 0, or return the seconds until one will be available."""
-        with self._lock:
-            self._refill()
-            if self._tokens >= 1 - 1e-9:  # float rounding must not leave a caller waiting 1e-17 s
-                self._tokens -= 1
-                return 0.0
-            return (1 - self._tokens) / self.rate
-
     def acquire(self, sleep: Callable[[float], None] = time.sleep) -> None:
         """Wait (sleeping the calling thread, never the scheduler's) until a token is taken."""
         while True:

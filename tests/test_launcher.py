@@ -115,10 +115,14 @@ def settle(launcher: Launcher, expected: int, timeout: float = 10) -> list:
 def test_limiter_allows_the_burst_then_paces_at_the_rate():
     clock = FakeClock()
     limiter = AdaptiveRateLimiter(rate=20, burst=100, clock=clock)
-    assert [limiter.reserve() for _ in range(100)] == [0.0] * 100
-    assert limiter.reserve() == pytest.approx(1 / 20)
+    assert limiter.available() == 100
+    for _ in range(100):
+        limiter.acquire(clock.sleep)
+    assert clock.sleeps == [] and limiter.available() == 0  # the burst at once
+    limiter.acquire(clock.sleep)
+    assert clock.sleeps == [pytest.approx(1 / 20)]  # then one token every 1/20 s
     clock.now += 1.0
-    assert sum(1 for _ in range(30) if limiter.reserve() == 0.0) == 20
+    assert limiter.available() == 20  # a second refills 20 (the slept 1/20 s paid the 101st)
 
 
 def test_limiter_halves_on_throttle_and_recovers_additively():
@@ -126,7 +130,8 @@ def test_limiter_halves_on_throttle_and_recovers_additively():
     limiter = AdaptiveRateLimiter(rate=20, burst=5, clock=clock, increase=1.0)
     limiter.on_throttle()
     assert limiter.rate == 10
-    assert limiter.reserve() == pytest.approx(1 / 10)  # bucket emptied: wait for a fresh token
+    limiter.acquire(clock.sleep)
+    assert clock.sleeps == [pytest.approx(1 / 10)]  # bucket emptied: wait for a fresh token
     limiter.on_throttle()
     limiter.on_throttle()
     assert limiter.rate == 2.5
