@@ -42,11 +42,7 @@ QUEUE_PROFILES = {
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[AirflowStack]:
-    files = [
-        "tests/e2e_dags/e2e_patterns.py",
-        "tests/e2e_dags/e2e_callbacks.py",
-        "tests/e2e_dags/e2e_bad_executor_config.py",
-    ]
+    files = ["tests/e2e_dags/e2e_patterns.py", "tests/e2e_dags/e2e_callbacks.py"]
     extra = {
         "AIRFLOW__CORE__EXECUTOR": EXECUTORS,
         "AIRFLOW__CORE__PARALLELISM": "64",
