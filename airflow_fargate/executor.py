@@ -443,8 +443,8 @@ class FargateExecutor(BaseExecutor):
             if task.unknown_since is not None and not task.find_next:
                 self._note_unknown_outcome(task, self._clock())  # its kwargs' token may have aged
             if task.prepared is None or task.prepared[0] != task.token_generation:
-                aged = self._clock() - task.accepted_at > TOKEN_REFRESH_SECONDS
-                fresh, task.mint_token = (aged or task.mint_token) and task.workload is not None, False
+                fresh = task.workload is not None and (self._token_aged(task, self._clock()) or task.mint_token)
+                task.mint_token = False
                 build = functools.partial(
                     self._kwargs_for,
                     key=task.key,
@@ -549,8 +549,13 @@ class FargateExecutor(BaseExecutor):
         since, outage_then = task.unknown_since
         if (now - since) - (outage - outage_then) >= LAUNCH_OUTCOME_DEADLINE_SECONDS:
             task.find_next = True
-        elif now - task.accepted_at > TOKEN_REFRESH_SECONDS and task.workload is not None:
+        elif self._token_aged(task, now):
             task.find_next = task.refresh_next = True  # its kwargs carry an aging token
+
+    @staticmethod
+    def _token_aged(task: TrackedTask, now: float) -> bool:
+        """The try's workload carries an execution-API token minted over TOKEN_REFRESH_SECONDS ago."""
+        return task.workload is not None and now - task.accepted_at > TOKEN_REFRESH_SECONDS
 
     def _refresh_credentials(self, reason: str) -> None:
         """Missing/expired/rotated credentials: rebuild the clients so the next calls resolve the

@@ -190,6 +190,7 @@ class Launcher:
                         return None  # one waiting worker is enough while the API is out
                     timeout = due if not self._probing else IDLE_WORKER_SECONDS
                 elif self._pending and self._room() > 0:
+                    self._held_since = None  # the API answers: no request is being held
                     self._busy += 1
                     request = self._pending.popleft()
                     self._add_workers(at_most=2)
@@ -204,8 +205,8 @@ class Launcher:
         """While the API is out, requests wait here at most HOLD_SECONDS, then go back to the
         executor unsent, as calls whose outcome is unknown (lock held). True if it gave them back."""
         now = self._clock()
-        if self._held_since is None or now - self._held_since > 2 * HOLD_SECONDS:
-            self._held_since = now  # first seen held (or a stale mark of an earlier outage)
+        if self._held_since is None:
+            self._held_since = now  # first seen held (cleared when a request goes out again)
         if now - self._held_since < HOLD_SECONDS:
             return False
         while self._pending:
